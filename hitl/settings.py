@@ -1,0 +1,69 @@
+"""Runtime configuration, read from `HITL_*` environment variables (or a `.env` file).
+
+Everything an operator may need to change lives here, so that the README can list every
+setting in one table and no module reads `os.environ` on its own.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All `HITL_` settings. Paths are resolved against the working directory at load time."""
+
+    model_config = SettingsConfigDict(env_prefix="HITL_", env_file=".env", extra="ignore")
+
+    home: Path = Field(
+        default=Path("var"),
+        description="Folder for the embedded database, drop folder, models and reports.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the application database; unset means SQLite at <home>/hitl.db.",
+    )
+    sqlite_busy_timeout_s: float = Field(
+        default=60.0, gt=0, description="How long a SQLite writer waits for another writer's lock."
+    )
+    batch_size: int = Field(default=500, ge=1, le=10_000, description="Records per database transaction.")
+    inbox: Path | None = Field(
+        default=None, description="Drop folder the nightly ingestion reads; unset means <home>/inbox."
+    )
+    default_client: str = Field(
+        default="unassigned", min_length=1, description="Client for tickets whose source names none."
+    )
+    mappings_dir: Path | None = Field(
+        default=None, description="Extra folder of column-mapping YAML files (besides policies/mappings)."
+    )
+    http_token: SecretStr | None = Field(
+        default=None, description="Bearer token sent to HTTP (PSA) sources; never logged."
+    )
+    http_timeout_s: float = Field(default=30.0, gt=0, description="Per-request timeout for HTTP sources.")
+    http_page_size: int = Field(default=100, ge=1, le=10_000, description="Page size asked of HTTP sources.")
+    http_retries: int = Field(default=3, ge=0, le=10, description="Retries of a failed HTTP page request.")
+    timezone: str = Field(default="UTC", description="Time zone of schedules (nightly ingestion at 02:00).")
+
+    @field_validator("home", "inbox", "mappings_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'hitl.db'}"
+
+    @property
+    def effective_inbox(self) -> Path:
+        return self.inbox or self.home / "inbox"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests call `get_settings.cache_clear()` after changing the env."""
+    return Settings()

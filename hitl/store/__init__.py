@@ -1,0 +1,1 @@
+"""The ticket store: ORM tables, the Database resource, and the repository functions."""

@@ -1,0 +1,161 @@
+"""Idempotent ticket upserts keyed on (source, external_id), and the queries the CLI needs.
+
+The content hash decides: same hash, nothing is written; new hash, the row is updated. The
+INSERT uses ON CONFLICT DO NOTHING on SQLite and PostgreSQL, so two ingestions of overlapping
+files at once can never create a duplicate, and each ticket is counted as inserted only once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Insert, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hitl.models import TicketRecord, TicketStatus
+from hitl.store.orm import Client, Ticket, utcnow
+
+
+@dataclass(frozen=True)
+class PreparedTicket:
+    """A validated record with what the store needs beside it."""
+
+    record: TicketRecord
+    content_hash: str
+    client_id: int
+
+
+@dataclass
+class UpsertResult:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    new_ids: list[int] = field(default_factory=list)
+
+
+def _columns(item: PreparedTicket, source: str, run_id: str | None, now: datetime) -> dict[str, Any]:
+    r = item.record
+    return {
+        "source": source,
+        "external_id": r.external_id,
+        "client_id": item.client_id,
+        "subject": r.subject,
+        "body": r.body,
+        "created_at": r.created_at or now,
+        "source_updated_at": r.updated_at,
+        "priority": r.priority.value if r.priority else None,
+        "urgency": r.urgency,
+        "impact": r.impact,
+        "category": r.category,
+        "business_service": r.business_service,
+        "queue": r.queue,
+        "ticket_type": r.ticket_type,
+        "language": r.language,
+        "resolution": r.resolution,
+        "labels": r.labels,
+        "content_hash": item.content_hash,
+        "status": r.status.value,
+        "last_ingestion_run_id": run_id,
+        "ingested_at": now,
+        "updated_at": now,
+    }
+
+
+def _insert_ignoring_conflicts(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert rows, skipping keys that exist; returns external_id -> id of the rows this call wrote."""
+    dialect = session.get_bind().dialect.name
+    stmt: Insert
+    if dialect == "postgresql":
+        stmt = postgresql.insert(Ticket).on_conflict_do_nothing(index_elements=["source", "external_id"])
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(Ticket).on_conflict_do_nothing(index_elements=["source", "external_id"])
+    else:  # portable path for other databases: one savepoint per row
+        written: dict[str, int] = {}
+        for row in rows:
+            try:
+                with session.begin_nested():
+                    new_id = session.execute(insert(Ticket).values(row).returning(Ticket.id)).scalar_one()
+                written[row["external_id"]] = new_id
+            except IntegrityError:
+                continue
+        return written
+    result = session.execute(stmt.returning(Ticket.external_id, Ticket.id), rows)
+    return {external_id: ticket_id for external_id, ticket_id in result.all()}
+
+
+def upsert_tickets(
+    session: Session, source: str, items: Sequence[PreparedTicket], run_id: str | None = None
+) -> UpsertResult:
+    """Upsert one batch. External ids must be unique within `items` (the caller splits repeats)."""
+    result = UpsertResult()
+    if not items:
+        return result
+    now = utcnow()
+    by_id = {item.record.external_id: item for item in items}
+    if len(by_id) != len(items):
+        raise ValueError("upsert_tickets needs unique external ids per batch")
+    existing = _existing_hashes(session, source, list(by_id))
+    new_rows = [_columns(by_id[x], source, run_id, now) for x in by_id if x not in existing]
+    if new_rows:
+        written = _insert_ignoring_conflicts(session, new_rows)
+        result.inserted = len(written)
+        result.new_ids = sorted(written.values())
+        lost_race = [row["external_id"] for row in new_rows if row["external_id"] not in written]
+        existing.update(_existing_hashes(session, source, lost_race))
+    for external_id, (ticket_id, old_hash) in existing.items():
+        item = by_id[external_id]
+        if old_hash == item.content_hash:
+            result.unchanged += 1
+            continue
+        values = _columns(item, source, run_id, now)
+        values.pop("ingested_at")
+        if item.record.status is TicketStatus.new:
+            values.pop("status")  # the source said nothing new: keep the lifecycle's status
+        changed = session.execute(
+            update(Ticket)
+            .where(Ticket.id == ticket_id, Ticket.content_hash != item.content_hash)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if changed:
+            result.updated += 1
+        else:
+            result.unchanged += 1
+    return result
+
+
+def _existing_hashes(session: Session, source: str, external_ids: list[str]) -> dict[str, tuple[int, str]]:
+    found: dict[str, tuple[int, str]] = {}
+    for start in range(0, len(external_ids), 500):
+        chunk = external_ids[start : start + 500]
+        rows = session.execute(
+            select(Ticket.external_id, Ticket.id, Ticket.content_hash).where(
+                Ticket.source == source, Ticket.external_id.in_(chunk)
+            )
+        ).all()
+        found.update({external_id: (tid, digest) for external_id, tid, digest in rows})
+    return found
+
+
+def list_tickets(
+    session: Session,
+    client: str | None = None,
+    status: str | None = None,
+    source: str | None = None,
+    limit: int = 50,
+) -> list[tuple[Ticket, str]]:
+    """Newest first, with the client's name beside each ticket."""
+    query = select(Ticket, Client.name).join(Client, Ticket.client_id == Client.id)
+    if client:
+        query = query.where(Client.name == client)
+    if status:
+        query = query.where(Ticket.status == status)
+    if source:
+        query = query.where(Ticket.source == source)
+    query = query.order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(limit)
+    return [(ticket, name) for ticket, name in session.execute(query).all()]

@@ -1,0 +1,48 @@
+"""TicketRecord is where good and bad records part: each rule gives a reason an operator can act on."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from hitl.models import TicketRecord
+
+
+def make(**fields: object) -> TicketRecord:
+    return TicketRecord.model_validate({"external_id": "T-1", "body": "printer jammed", **fields})
+
+
+def test_types_are_normalised() -> None:
+    record = make(urgency="2", impact=3.0, category=4, priority=" High ", created_at="2026-11-01T08:00:00")
+    assert record.urgency == 2 and record.impact == 3 and record.category == "4"
+    assert record.priority == "high"
+    assert record.created_at == datetime(2026, 11, 1, 8, tzinfo=UTC)
+    assert make(created_at="2026-11-01T09:00:00+01:00").created_at == datetime(2026, 11, 1, 8, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"body": "  "}, "body is missing or empty"),
+        ({"body": None}, "body is missing or empty"),
+        ({"urgency": "high"}, "expected a whole number, got 'high'"),
+        ({"urgency": 2.5}, "expected a whole number"),
+        ({"urgency": 11}, "less than or equal to 10"),
+        ({"created_at": "yesterday"}, "not an ISO 8601 date/time: 'yesterday'"),
+        ({"priority": "urgent"}, "Input should be 'critical', 'high', 'medium' or 'low'"),
+        ({"category": True}, "a label must be text or a number"),
+        ({"external_id": ""}, "external_id"),
+        ({"unexpected": 1}, "Extra inputs are not permitted"),
+    ],
+)
+def test_bad_fields_are_rejected_with_a_reason(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        make(**fields)
+
+
+def test_content_hash_ignores_representation_not_content() -> None:
+    assert make(category="4", urgency="1").content_hash() == make(category=4, urgency=1).content_hash()
+    assert make(subject=None).content_hash() == make(subject="").content_hash()
+    assert make(body="printer jammed").content_hash() != make(body="printer fixed").content_hash()
