@@ -63,25 +63,14 @@ def nightly_ingestion(
     return report
 
 
-def run_in_process(
-    target: str,
-    mapping: str = "canonical",
-    source: str | None = None,
-    start_lifecycle: bool = True,
-    move_processed: bool | None = None,
-) -> IngestReport:
-    """What `hitl ingest` does: check the request and the database first (one-line errors, no
-    failed run in the UI), then run the flow in this process."""
+def preflight(
+    target: str, mapping: str = "canonical", source: str | None = None, move_processed: bool | None = None
+) -> tuple[str | None, str | None]:
+    """What `hitl ingest` checks before starting a run: the request and the database, so that a
+    bad request is a one-line error and not a failed run in the UI. Returns (path, url)."""
     settings = get_settings()
     is_url = target.startswith(("http://", "https://"))
     path, url = (None, target) if is_url else (target, None)
     plan_ingestion(settings, path, url, mapping, source, move_processed)
     get_database(settings).ensure_schema()
-    return nightly_ingestion(
-        path=path,
-        url=url,
-        mapping=mapping,
-        source=source,
-        move_processed=move_processed,
-        start_lifecycle=start_lifecycle,
-    )
+    return path, url

@@ -40,7 +40,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(demo_app, name="demo")
 
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 
 
@@ -89,25 +89,32 @@ def ingest(
         _print_report(report)
     if report.failed_inputs:
         first = report.failed_inputs[0]
-        err.print(f"error: {first.name}: {first.error}", markup=False, highlight=False)
+        _fail_line(f"{first.name}: {first.error}")
         raise typer.Exit(1)
 
 
-def _run_ingestion(target: str, **options: Any) -> IngestReport:
+def _run_ingestion(
+    target: str,
+    mapping: str,
+    source: str | None,
+    start_lifecycle: bool = True,
+    move_processed: bool | None = None,
+) -> IngestReport:
     """Run the ingestion flow here, with a progress line per input on stderr (when it is a terminal)."""
     from hitl.ingestion.progress import listening
     from hitl.prefect_env import configure_prefect, quiet_shutdown
 
     configure_prefect(get_settings())
-    from flows.ingestion import run_in_process  # the CLI is the outermost layer: it may start flows
+    from flows.ingestion import nightly_ingestion, preflight  # the CLI is the outermost layer
 
+    path, url = preflight(target, mapping, source, move_processed)
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
         TextColumn("{task.completed} records"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=err, transient=True) as progress:
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
         bars: dict[str, Any] = {}
 
         def update(input_name: str, done: int) -> None:
@@ -116,7 +123,14 @@ def _run_ingestion(target: str, **options: Any) -> IngestReport:
             progress.update(bars[input_name], completed=done)
 
         with listening(update):
-            report = run_in_process(target, **options)
+            report = nightly_ingestion(
+                path=path,
+                url=url,
+                mapping=mapping,
+                source=source,
+                move_processed=move_processed,
+                start_lifecycle=start_lifecycle,
+            )
     quiet_shutdown()
     return report
 
@@ -380,6 +394,11 @@ def demo_run(
         raise typer.Exit(1)
 
 
+def _fail_line(message: str) -> None:
+    """Exactly one line on stderr, whatever the terminal width."""
+    sys.stderr.write("error: " + " ".join(message.split()) + "\n")
+
+
 def main() -> None:
     """Entry point: expected errors become one line on stderr, never a traceback."""
     try:
@@ -393,7 +412,7 @@ def main() -> None:
         err.print("aborted")
         sys.exit(130)
     except HitlError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        _fail_line(str(exc))
         sys.exit(1)
     sys.exit(result if isinstance(result, int) else 0)
 

@@ -88,15 +88,26 @@ def open_run(db: Database, source: str, mapping: str, input_desc: str, flow_run_
         return run_store.start_run(session, source, mapping, input_desc, flow_run_id)
 
 
-def ingest_records(ctx: IngestionContext, records: Iterable[RawRecord], input_name: str) -> RecordsOutcome:
-    """Store a stream of raw records in batches; returns what happened to them."""
-    outcome = RecordsOutcome()
+def ingest_records(
+    ctx: IngestionContext,
+    records: Iterable[RawRecord],
+    input_name: str,
+    outcome: RecordsOutcome | None = None,
+) -> RecordsOutcome:
+    """Store a stream of raw records in batches. When the source fails part-way, the records
+    already read are stored before the error propagates; `outcome` then holds what was done."""
+    outcome = outcome if outcome is not None else RecordsOutcome()
     batch: list[tuple[RawRecord, TicketRecord | str]] = []
-    for raw in records:
-        batch.append((raw, validate_record(raw, ctx.mapping, ctx.default_client)))
-        if len(batch) >= ctx.batch_size:
+    try:
+        for raw in records:
+            batch.append((raw, validate_record(raw, ctx.mapping, ctx.default_client)))
+            if len(batch) >= ctx.batch_size:
+                _store_batch(ctx, batch, input_name, outcome)
+                batch = []
+    except HitlError:
+        if batch:
             _store_batch(ctx, batch, input_name, outcome)
-            batch = []
+        raise
     if batch:
         _store_batch(ctx, batch, input_name, outcome)
     return outcome
@@ -158,10 +169,11 @@ def _rounds(records: list[TicketRecord]) -> Iterable[list[TicketRecord]]:
 
 def ingest_file(ctx: IngestionContext, path: Path, move_when_done: bool) -> tuple[InputResult, list[int]]:
     """One file of a run. A file that cannot be read is reported, left where it is, and not moved."""
+    outcome = RecordsOutcome()
     try:
-        outcome = ingest_records(ctx, iter_file(path), str(path))
+        ingest_records(ctx, iter_file(path), str(path), outcome)
     except HitlError as exc:
-        return InputResult(name=str(path), error=str(exc)), []
+        return InputResult(name=str(path), stats=outcome.stats, error=str(exc)), outcome.new_ids
     moved = str(move_processed(path)) if move_when_done else None
     return InputResult(name=str(path), stats=outcome.stats, moved_to=moved), outcome.new_ids
 
@@ -172,9 +184,9 @@ def ingest_http(ctx: IngestionContext, source: HttpTicketSource) -> tuple[InputR
         since = run_store.get_cursor(session, ctx.source)
     outcome = RecordsOutcome()
     try:
-        outcome = ingest_records(ctx, source.records(since), source.url)
+        ingest_records(ctx, source.records(since), source.url, outcome)
     except HitlError as exc:
-        return InputResult(name=source.url, error=str(exc)), outcome.new_ids, None
+        return InputResult(name=source.url, stats=outcome.stats, error=str(exc)), outcome.new_ids, None
     finally:
         source.close()
     cursor = _iso(outcome.max_updated_at) if outcome.max_updated_at else since

@@ -1,0 +1,149 @@
+"""The `hitl` command line end to end: real subprocesses, a real Prefect server, real databases."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hitl.settings import Settings
+
+from .psa_server import PsaState, psa_server
+from .support import ENDAVA, ROOT, needs_shared_data, run_cli
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+HEADER = "external_id,client,subject,body,created_at,priority,urgency,category\n"
+
+
+def ingest_json(*args: str) -> dict[str, object]:
+    result = run_cli("ingest", *args, "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stdout  # exactly one JSON object on stdout
+    return json.loads(lines[0])
+
+
+def counts(report: dict[str, object]) -> tuple[object, ...]:
+    return tuple(report[k] for k in ("read", "inserted", "updated", "unchanged", "quarantined"))
+
+
+@needs_shared_data()
+def test_endava_acceptance(settings: Settings, prefect_api: str) -> None:
+    first = ingest_json(str(ENDAVA), "--mapping", "endava", "--no-lifecycle")
+    assert counts(first) == (4344, 4344, 0, 0, 0)
+    second = ingest_json(str(ENDAVA), "--mapping", "endava", "--no-lifecycle")
+    assert counts(second) == (4344, 0, 0, 4344, 0)
+    flow_run = httpx.get(f"{prefect_api}/flow_runs/{second['flow_run_id']}").json()
+    assert flow_run["state_type"] == "COMPLETED" and flow_run["parameters"]["mapping"] == "endava"
+    artifacts = httpx.post(
+        f"{prefect_api}/artifacts/filter",
+        json={"artifacts": {"flow_run_id": {"any_": [second["flow_run_id"]]}}},
+    ).json()
+    table = next(a for a in artifacts if a["type"] == "table")
+    assert table["key"] == "ingestion-endava"
+    assert {"input": "TOTAL", "read": 4344, "unchanged": 4344}.items() <= json.loads(table["data"])[
+        -1
+    ].items()
+    listed = json.loads(run_cli("tickets", "list", "--client", "endava", "--limit", "5", "--json").stdout)
+    assert len(listed) == 5 and all(t["source"] == "endava" for t in listed)
+
+
+def test_malformed_file_reports_each_row(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "malformed.csv"
+    path.write_text(
+        HEADER
+        + "M1,Acme,fine,printer jammed,2026-11-01T08:00:00Z,high,2,printer\n"
+        + "M2,Acme,missing body,,2026-11-01T08:00:00Z,low,1,mailbox\n"
+        + "M3,Acme,bad date,vpn down,not-a-date,low,1,vpn\n"
+        + 'M4,Acme,"broken"quoting,body,2026-11-01,low,1,vpn\n'
+        + "M5,Acme,wrong type,disk full,2026-11-01,low,very,backup\n"
+        + "M6,Acme,fine,mailbox full,2026-11-02,medium,1,mailbox\n"
+    )
+    report = ingest_json(str(path), "--no-lifecycle")
+    assert counts(report) == (6, 2, 0, 0, 4) and report["status"] == "completed"
+    rows = json.loads(run_cli("quarantine", "list", "--run", str(report["run_id"]), "--json").stdout)
+    by_row = {r["row_number"]: r["error"] for r in rows}
+    assert sorted(by_row) == [2, 3, 4, 5]
+    assert "body is missing" in by_row[2] and "not-a-date" in by_row[3]
+    assert "malformed CSV" in by_row[4] and "'very'" in by_row[5]
+    runs = json.loads(run_cli("runs", "list", "--json").stdout)
+    assert runs[0]["id"] == report["run_id"] and runs[0]["quarantined"] == 4
+
+
+def test_drop_folder_and_http_source(settings: Settings, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.csv").write_text(HEADER + "D1,Acme,s,body,,low,1,x\nD2,Acme,s,body,,low,1,x\n")
+    (inbox / "b.jsonl").write_text(json.dumps({"external_id": "D3", "body": "vpn", "client": "Acme"}) + "\n")
+    report = ingest_json(str(inbox), "--source", "drop")
+    assert counts(report) == (3, 3, 0, 0, 0)
+    assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["a.csv", "b.jsonl"]
+    assert counts(ingest_json(str(inbox), "--source", "drop")) == (0, 0, 0, 0, 0)
+
+    state = PsaState(tickets=[{"external_id": "P1", "body": "b", "updated_at": "2026-11-20T10:00:00Z"}])
+    with psa_server(state) as url:
+        report = ingest_json(url, "--source", "psa")
+    assert counts(report) == (1, 1, 0, 0, 0)
+
+
+def test_bad_input_is_one_line_and_loses_nothing(settings: Settings, tmp_path: Path) -> None:
+    good = tmp_path / "good.csv"
+    good.write_text(HEADER + "G1,Acme,s,body,,low,1,x\n")
+    cases = [
+        (
+            ("ingest", str(good), "--mapping", "nope"),
+            "unknown mapping 'nope' (known: canonical, endava, helpdesk",
+        ),
+        (("ingest", str(tmp_path / "missing.csv")), "no such file or folder"),
+        (("ingest", str(good), "--mapping", "endava"), "lacks column(s) ticket_id required by the mapping"),
+    ]
+    for args, message in cases:
+        result = run_cli(*args)
+        assert result.returncode == 1, result
+        assert result.stderr.strip().count("\n") == 0 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    broken_db = run_cli(
+        "ingest", str(good), env={"HITL_DATABASE_URL": "postgresql+psycopg://x@127.0.0.1:1/x"}
+    )
+    assert broken_db.returncode == 1 and "cannot reach the database" in broken_db.stderr
+    assert broken_db.stderr.strip().count("\n") == 0
+    assert good.exists()
+    tickets = json.loads(run_cli("tickets", "list", "--json").stdout)
+    assert tickets == []  # nothing was half-done by the failed attempts
+
+
+def test_two_processes_ingest_overlapping_files(settings: Settings, tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text(HEADER + "".join(f"C{i},Acme,s,b{i},,low,1,x\n" for i in range(0, 1500)))
+    (tmp_path / "b.csv").write_text(
+        HEADER + "".join(f"C{i},Acme,s,b{i},,low,1,x\n" for i in range(500, 2000))
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "hitl.cli", "ingest", str(tmp_path / name), "--json", "--no-lifecycle"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for name in ("a.csv", "b.csv")
+    ]
+    outputs = [p.communicate(timeout=240) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-1500:] for o in outputs]
+    reports = [json.loads(o[0]) for o in outputs]
+    assert sum(int(r["inserted"]) for r in reports) == 2000
+    assert sum(int(r["unchanged"]) for r in reports) == 1000
+    listed = json.loads(run_cli("tickets", "list", "--limit", "5000", "--json").stdout)
+    assert len(listed) == 2000 and len({t["external_id"] for t in listed}) == 2000
+
+
+def test_db_upgrade_and_listings(settings: Settings) -> None:
+    result = run_cli("db", "upgrade")
+    assert result.returncode == 0 and "schema at revision 0001 (was empty)" in result.stdout
+    assert "revision 0001, head 0001" in run_cli("db", "current").stdout
+    mappings = json.loads(run_cli("mappings", "--json").stdout)
+    assert {m["name"] for m in mappings} >= {"canonical", "endava", "helpdesk"}
