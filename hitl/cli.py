@@ -144,7 +144,7 @@ def _print_report(report: IngestReport) -> None:
             i.stats.updated,
             i.stats.unchanged,
             i.stats.quarantined,
-            i.error or (f"moved to {i.moved_to}" if i.moved_to else ""),
+            i.error or ("moved to processed/" if i.moved_to else ""),
         ]
         for i in report.inputs
     ]
@@ -387,6 +387,7 @@ def demo_run(
     out.print(f"demo batch: {count} tickets written to {batch}")
     report = _run_ingestion(str(settings.effective_inbox), mapping="canonical", source="demo")
     _print_report(report)
+    _print_client_mix(report.new_ticket_ids)
     out.print(
         f"database: {redacted(settings.effective_database_url)}; try `hitl tickets list` or `hitl runs list`"
     )
@@ -397,6 +398,29 @@ def demo_run(
 def _fail_line(message: str) -> None:
     """Exactly one line on stderr, whatever the terminal width."""
     sys.stderr.write("error: " + " ".join(message.split()) + "\n")
+
+
+def _print_client_mix(ticket_ids: list[int]) -> None:
+    """What the new tickets are: per client (with tier), how many and of which priorities."""
+    from hitl.store.tickets import client_mix
+
+    if not ticket_ids:
+        return
+    with get_database().session() as session:
+        mix = client_mix(session, ticket_ids)
+    _table(
+        f"{len(ticket_ids)} new ticket(s) by client",
+        ["client", "tier", "tickets", "critical", "high", "medium", "low"],
+        [
+            [
+                m.client,
+                m.tier,
+                m.total,
+                *(m.by_priority.get(p, 0) for p in ("critical", "high", "medium", "low")),
+            ]
+            for m in mix
+        ],
+    )
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,11 +47,23 @@ class Settings(BaseSettings):
     http_page_size: int = Field(default=100, ge=1, le=10_000, description="Page size asked of HTTP sources.")
     http_retries: int = Field(default=3, ge=0, le=10, description="Retries of a failed HTTP page request.")
     timezone: str = Field(default="UTC", description="Time zone of schedules (nightly ingestion at 02:00).")
+    nightly_mapping: str = Field(
+        default="canonical", min_length=1, description="Column mapping the nightly ingestion uses by default."
+    )
 
     @field_validator("home", "inbox", "mappings_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/London)") from exc
+        return value
 
     @property
     def effective_database_url(self) -> str:

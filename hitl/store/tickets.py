@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, insert, select, update
+from sqlalchemy import Insert, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -140,6 +140,32 @@ def _existing_hashes(session: Session, source: str, external_ids: list[str]) -> 
         ).all()
         found.update({external_id: (tid, digest) for external_id, tid, digest in rows})
     return found
+
+
+@dataclass
+class ClientMix:
+    client: str
+    tier: str
+    total: int = 0
+    by_priority: dict[str, int] = field(default_factory=dict)
+
+
+def client_mix(session: Session, ticket_ids: Sequence[int]) -> list[ClientMix]:
+    """Counts per client and priority of the given tickets, busiest client first."""
+    mixes: dict[str, ClientMix] = {}
+    for start in range(0, len(ticket_ids), 500):
+        rows = session.execute(
+            select(Client.name, Client.tier, Ticket.priority, func.count())
+            .join(Client, Ticket.client_id == Client.id)
+            .where(Ticket.id.in_(ticket_ids[start : start + 500]))
+            .group_by(Client.name, Client.tier, Ticket.priority)
+        ).all()
+        for name, tier, priority, n in rows:
+            mix = mixes.setdefault(name, ClientMix(name, tier))
+            mix.total += n
+            key = priority or "unset"
+            mix.by_priority[key] = mix.by_priority.get(key, 0) + n
+    return sorted(mixes.values(), key=lambda m: (-m.total, m.client))
 
 
 def list_tickets(

@@ -1,0 +1,19 @@
+"""`python -m deployments.serve`: register the deployments and run their flows from this process.
+
+Needs a Prefect server (PREFECT_API_URL); scheduled runs (the nightly ingestion) start here.
+"""
+
+from __future__ import annotations
+
+from prefect import serve
+
+from deployments.definitions import all_deployments
+from hitl.settings import get_settings
+
+
+def main() -> None:
+    serve(*all_deployments(get_settings()))
+
+
+if __name__ == "__main__":
+    main()
