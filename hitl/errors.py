@@ -8,7 +8,7 @@ class HitlError(Exception):
     """Base of every expected, user-facing failure."""
 
 
-class ConfigError(HitlError):
+class ConfigError(HitlError, ValueError):
     """A setting, mapping or policy file is wrong."""
 
 

@@ -10,8 +10,10 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hitl.errors import ConfigError
 
 
 class Settings(BaseSettings):
@@ -47,11 +49,14 @@ class Settings(BaseSettings):
     http_page_size: int = Field(default=100, ge=1, le=10_000, description="Page size asked of HTTP sources.")
     http_retries: int = Field(default=3, ge=0, le=10, description="Retries of a failed HTTP page request.")
     timezone: str = Field(default="UTC", description="Time zone of schedules (nightly ingestion at 02:00).")
+    client_catalog: Path | None = Field(
+        default=None, description="YAML catalog of clients (tier, SLA hours); unset: policies/clients.yaml."
+    )
     nightly_mapping: str = Field(
         default="canonical", min_length=1, description="Column mapping the nightly ingestion uses by default."
     )
 
-    @field_validator("home", "inbox", "mappings_dir", mode="after")
+    @field_validator("home", "inbox", "mappings_dir", "client_catalog", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
@@ -79,4 +84,9 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings; tests call `get_settings.cache_clear()` after changing the env."""
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "HITL_" + str(first["loc"][0]).upper() if first["loc"] else "a HITL_ setting"
+        raise ConfigError(f"invalid setting {name}: {first['msg'].removeprefix('Value error, ')}") from exc

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from hitl.errors import ConfigError
 from hitl.models import ClientSpec
 
 DEFAULT_CATALOG = Path(__file__).with_name("clients.yaml")
@@ -33,15 +34,15 @@ def _read_yaml(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read the client catalog: {_one_line(str(exc))}") from exc
+        raise ConfigError(f"{path}: cannot read the client catalog: {_one_line(str(exc))}") from exc
     try:
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ValueError(f"{path}: not valid YAML{where}: {_one_line(exc.problem or str(exc))}") from exc
+        raise ConfigError(f"{path}: not valid YAML{where}: {_one_line(exc.problem or str(exc))}") from exc
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {_one_line(str(exc))}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {_one_line(str(exc))}") from exc
 
 
 def load_client_catalog(path: Path | None = None) -> dict[str, ClientSpec]:
@@ -50,17 +51,17 @@ def load_client_catalog(path: Path | None = None) -> dict[str, ClientSpec]:
     document = _read_yaml(path)
     entries = document.get("clients") if isinstance(document, dict) else None
     if not isinstance(entries, list):
-        raise ValueError(f"{path}: expected a top-level 'clients' list")
+        raise ConfigError(f"{path}: expected a top-level 'clients' list")
 
     catalog: dict[str, ClientSpec] = {}
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
-            raise ValueError(f"{path}: clients[{index}] must be a mapping with name, tier and sla_hours")
+            raise ConfigError(f"{path}: clients[{index}] must be a mapping with name, tier and sla_hours")
         try:
             spec = ClientSpec.model_validate(entry)
         except ValidationError as exc:
-            raise ValueError(f"{path}: clients[{index}] {_first_error(exc)}") from exc
+            raise ConfigError(f"{path}: clients[{index}] {_first_error(exc)}") from exc
         if spec.name in catalog:
-            raise ValueError(f"{path}: clients[{index}] duplicate client name {spec.name!r}")
+            raise ConfigError(f"{path}: clients[{index}] duplicate client name {spec.name!r}")
         catalog[spec.name] = spec
     return catalog

@@ -41,7 +41,7 @@ def _context(plan: IngestionPlan, run_id: str) -> pipeline.IngestionContext:
         source=plan.source,
         run_id=run_id,
         default_client=settings.default_client,
-        catalog=load_client_catalog(),
+        catalog=load_client_catalog(settings.client_catalog),
         batch_size=settings.batch_size,
         progress=progress,
     )

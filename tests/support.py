@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA_CANDIDATES = [
+    Path(os.environ["HITL_TEST_DATA_DIR"]) if os.environ.get("HITL_TEST_DATA_DIR") else None,
+    ROOT.parent / "shared" / "data",  # the layout of the development machines
+    Path("/work/shared/data"),  # where CI's clean clone may live elsewhere on the same machine
+]
+DATA = next((p for p in DATA_CANDIDATES if p is not None and p.is_dir()), ROOT.parent / "shared" / "data")
 ENDAVA = DATA / "endava_tickets.csv"
 HELPDESK = DATA / "helpdesk_customer_tickets.csv"
 PG_URL = os.environ.get("HITL_TEST_DATABASE_URL")

@@ -147,3 +147,13 @@ def test_db_upgrade_and_listings(settings: Settings) -> None:
     assert "revision 0001, head 0001" in run_cli("db", "current").stdout
     mappings = json.loads(run_cli("mappings", "--json").stdout)
     assert {m["name"] for m in mappings} >= {"canonical", "endava", "helpdesk"}
+
+
+def test_invalid_setting_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("tickets", "list", env={"HITL_BATCH_SIZE": "lots", "HITL_HOME": str(tmp_path)})
+    assert result.returncode == 1
+    assert (
+        result.stderr.startswith("error: invalid setting HITL_BATCH_SIZE:") and result.stderr.count("\n") == 1
+    )
+    result = run_cli("tickets", "list", env={"HITL_TIMEZONE": "Mars/Olympus", "HITL_HOME": str(tmp_path)})
+    assert "error: invalid setting HITL_TIMEZONE: unknown time zone 'Mars/Olympus'" in result.stderr

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from hitl.errors import SourceError
 from hitl.ingestion.files import check_file, discover_inputs
 from hitl.settings import Settings
+from policies.clients import load_client_catalog
 from policies.mappings import ColumnMapping, load_mapping
 
 
@@ -40,6 +41,7 @@ def plan_ingestion(
     if path and url:
         raise SourceError("give a file/folder or a URL, not both")
     chosen = load_mapping(mapping, settings.mappings_dir)
+    load_client_catalog(settings.client_catalog)  # a broken catalog fails here, not mid-run
     source_name = (source or chosen.source).strip()
     if not source_name:
         raise SourceError("the source name must not be empty")
