@@ -155,7 +155,7 @@ class TicketRecord(BaseModel):
     @classmethod
     def _body(cls, value: Any) -> Any:
         if _blank_to_none(value) is None:
-            raise ValueError("body is missing or empty")
+            raise ValueError("missing or empty")
         return value
 
     @field_validator("priority", mode="before")

@@ -69,7 +69,7 @@ def test_malformed_file_reports_each_row(settings: Settings, tmp_path: Path) -> 
     rows = json.loads(run_cli("quarantine", "list", "--run", str(report["run_id"]), "--json").stdout)
     by_row = {r["row_number"]: r["error"] for r in rows}
     assert sorted(by_row) == [2, 3, 4, 5]
-    assert "body is missing" in by_row[2] and "not-a-date" in by_row[3]
+    assert by_row[2] == "body: missing or empty" and "not-a-date" in by_row[3]
     assert "malformed CSV" in by_row[4] and "'very'" in by_row[5]
     runs = json.loads(run_cli("runs", "list", "--json").stdout)
     assert runs[0]["id"] == report["run_id"] and runs[0]["quarantined"] == 4

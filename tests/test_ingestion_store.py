@@ -100,7 +100,7 @@ def test_malformed_rows_are_quarantined_and_good_rows_kept(database: Database, t
         tickets = dict(session.execute(select(Ticket.external_id, Client.name).join(Client)).all())
     assert [r[0] for r in rows] == [2, 3, 4, 5]
     assert [r[1] for r in rows] == [3, 4, 5, 6]
-    assert "body is missing or empty" in rows[0][2]
+    assert rows[0][2] == "body: missing or empty"
     assert "created_at" in rows[1][2] and "31/02/2026" in rows[1][2]
     assert "malformed CSV" in rows[2][2]
     assert "urgency" in rows[3][2] and "'high'" in rows[3][2]

@@ -25,8 +25,8 @@ def test_types_are_normalised() -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"body": "  "}, "body is missing or empty"),
-        ({"body": None}, "body is missing or empty"),
+        ({"body": "  "}, "missing or empty"),
+        ({"body": None}, "missing or empty"),
         ({"urgency": "high"}, "expected a whole number, got 'high'"),
         ({"urgency": 2.5}, "expected a whole number"),
         ({"urgency": 11}, "less than or equal to 10"),

@@ -94,7 +94,7 @@ def reliability_bins(confidence: Any, correct: Any, n_bins: int = 15) -> list[Re
 
 
 def expected_calibration_error(confidence: Any, correct: Any, n_bins: int = 15) -> float:
-    """Sum over bins of (n_b / N) * |accuracy_b - confidence_b|: how far a stated confidence is from the truth.
+    """Sum over bins of (n_b / N) * |accuracy_b - confidence_b|: how far stated confidence is from truth.
 
     A threshold on an uncalibrated confidence does not deliver the accuracy it promises, so the hand-off
     rule is only as good as this number is small.
@@ -148,7 +148,7 @@ def coverage_at_accuracy(
     valid_cut = np.append(sorted_conf[1:] < sorted_conf[:-1], True)
     result: dict[str, float] = {}
     for level in levels:
-        ok = (prefix_accuracy >= level - 1e-12)
+        ok = valid_cut & (prefix_accuracy >= level - 1e-12)
         result[f"{level:.2f}"] = float(k[ok].max() / conf.size) if ok.any() else 0.0
     return result
 
