@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     http_page_size: int = Field(default=100, ge=1, le=10_000, description="Page size asked of HTTP sources.")
     http_retries: int = Field(default=3, ge=0, le=10, description="Retries of a failed HTTP page request.")
     timezone: str = Field(default="UTC", description="Time zone of schedules (nightly ingestion at 02:00).")
+    models_dir: Path | None = Field(
+        default=None, description="Folder of trained model files; unset means <home>/models."
+    )
     client_catalog: Path | None = Field(
         default=None, description="YAML catalog of clients (tier, SLA hours); unset: policies/clients.yaml."
     )
@@ -56,7 +59,7 @@ class Settings(BaseSettings):
         default="canonical", min_length=1, description="Column mapping the nightly ingestion uses by default."
     )
 
-    @field_validator("home", "inbox", "mappings_dir", "client_catalog", mode="after")
+    @field_validator("home", "inbox", "mappings_dir", "client_catalog", "models_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
@@ -75,6 +78,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.home / 'hitl.db'}"
+
+    @property
+    def effective_models_dir(self) -> Path:
+        return self.models_dir or self.home / "models"
 
     @property
     def effective_inbox(self) -> Path:

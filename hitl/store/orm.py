@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -36,7 +36,12 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, dict[str, Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime,
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+        list[Any]: JSON,
+    }
 
 
 class Client(Base):
@@ -126,4 +131,77 @@ class QuarantineRecord(Base):
     line_number: Mapped[int | None]
     raw: Mapped[str] = mapped_column(Text)
     error: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelVersion(Base):
+    """A trained model artifact. The file is loaded only when its SHA-256 matches `sha256`."""
+
+    __tablename__ = "models"
+    __table_args__ = (
+        Index(
+            "uq_models_one_active_per_head",
+            "head",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+    version: Mapped[str] = mapped_column(String(100), primary_key=True)
+    head: Mapped[str] = mapped_column(String(50), index=True)
+    status: Mapped[str] = mapped_column(String(12))
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    training_data_hash: Mapped[str] = mapped_column(String(64))
+    n_train: Mapped[int]
+    n_reviews: Mapped[int] = mapped_column(default=0)
+    data_source: Mapped[str] = mapped_column(Text)
+    classes: Mapped[list[str]] = mapped_column(JSON)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    trained_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    activated_at: Mapped[datetime | None]
+    retired_at: Mapped[datetime | None]
+
+
+class Decision(Base):
+    """What the AI proposed at a checkpoint for one ticket, and how it was routed."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_ticket_checkpoint", "ticket_id", "checkpoint", "head"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    checkpoint: Mapped[str] = mapped_column(String(30))
+    head: Mapped[str] = mapped_column(String(50))
+    ai_value: Mapped[str | None] = mapped_column(String(200))
+    confidence: Mapped[float | None]
+    alternatives: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    model_version: Mapped[str | None] = mapped_column(String(100))
+    policy_version: Mapped[int | None]
+    threshold: Mapped[float | None]
+    route: Mapped[str] = mapped_column(String(10))
+    propensity: Mapped[float | None]
+    final_value: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))
+    flow_run_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+
+
+class Review(Base):
+    """A human's verdict on a decision: the override log that retraining and threshold review read."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id"), index=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(20))
+    final_value: Mapped[str | None] = mapped_column(String(200))
+    reason_code: Mapped[str | None] = mapped_column(String(50))
+    comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,50 @@
+"""The `hitl` command line: what operators, schedulers and analysts type.
+
+Expected failures (bad input, unknown mapping, unreachable database) end in one line on stderr
+and a non-zero exit code; `--json` output is exactly one JSON document on stdout. Each command
+module holds one area; this module assembles them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from hitl.cli import ingest, models, store
+from hitl.cli.common import err, fail_line
+from hitl.errors import HitlError
+
+app = typer.Typer(
+    help="Human-in-the-loop automation of MSP ticket operations on Prefect 3.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+for module in (ingest, store, models):
+    app.registered_commands.extend(module.app.registered_commands)
+app.add_typer(store.db_app, name="db")
+app.add_typer(store.tickets_app, name="tickets")
+app.add_typer(store.quarantine_app, name="quarantine")
+app.add_typer(store.runs_app, name="runs")
+app.add_typer(ingest.demo_app, name="demo")
+app.add_typer(models.models_app, name="models")
+
+
+def main() -> None:
+    """Entry point: expected errors become one line on stderr, never a traceback."""
+    try:
+        result = app(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except HitlError as exc:
+        fail_line(str(exc))
+        sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,5 @@
+"""`python -m hitl.cli`."""
+
+from hitl.cli import main
+
+main()

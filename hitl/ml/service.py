@@ -1,0 +1,84 @@
+"""Registry operations the CLI and the train-model flow share: register a trained model, load
+active ones, and score a model on labelled data."""
+
+from __future__ import annotations
+
+import getpass
+import secrets
+from dataclasses import asdict
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from hitl.ml.dataset import LabelledSet
+from hitl.ml.predictor import LoadedModel
+from hitl.ml.registry import activate, active_versions, load_model, write_model_file
+from hitl.ml.training import TrainingResult
+from hitl.store.orm import ModelVersion, utcnow
+
+
+def _strip_for_storage(pipeline: object) -> None:
+    """TfidfVectorizer keeps every pruned term in `stop_words_`, only for introspection; dropping
+    it makes model files several times smaller without changing a prediction."""
+    features = getattr(pipeline, "named_steps", {}).get("features")
+    for _, vectorizer in getattr(features, "transformer_list", []):
+        if hasattr(vectorizer, "stop_words_"):
+            del vectorizer.stop_words_
+
+
+def register(
+    session: Session,
+    models_dir: Path,
+    result: TrainingResult,
+    data: LabelledSet,
+    head: str,
+    make_active: bool = False,
+    trained_by: str | None = None,
+) -> ModelVersion:
+    """Save the model file and its registry row (status candidate, or active when asked)."""
+    created = utcnow()
+    data_hash = data.content_hash()
+    version = f"{head}-{created:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"  # unique even within a second
+    _strip_for_storage(result.pipeline)
+    path, sha256 = write_model_file(result.pipeline, models_dir / head, version)
+    row = ModelVersion(
+        version=version,
+        head=head,
+        status="candidate",
+        path=str(path.relative_to(models_dir)),
+        sha256=sha256,
+        training_data_hash=data_hash,
+        n_train=len(data),
+        n_reviews=data.from_reviews,
+        data_source=data.description,
+        classes=result.classes,
+        metrics={
+            "cv": result.cv_metrics.model_dump() if result.cv_metrics else None,
+            "cv_reliability": [asdict(b) for b in result.cv_reliability],
+            "training_seconds": round(result.seconds, 2),
+        },
+        params=result.spec.model_dump(mode="json"),
+        trained_by=trained_by or _whoami(),
+        created_at=created,
+    )
+    session.add(row)
+    session.flush()
+    if make_active:
+        activate(session, version)
+    return row
+
+
+def _whoami() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def load_active_models(
+    session: Session, models_dir: Path, heads: list[str] | None = None
+) -> list[LoadedModel]:
+    """Every active model (or those of `heads`), each verified before it is loaded."""
+    rows = active_versions(session)
+    wanted = heads or sorted(rows)
+    return [load_model(rows[h], models_dir) for h in wanted if h in rows]

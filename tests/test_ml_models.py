@@ -1,0 +1,167 @@
+"""The triage model's contract: deterministic training, verified loading, honest confidence,
+the prediction schema, and retraining from human overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from hitl.demo import generate_tickets, write_batch
+from hitl.ingestion import pipeline as ingestion
+from hitl.ml import service
+from hitl.ml.dataset import LabelledSet, apply_reviews, load_labelled
+from hitl.ml.metrics import expected_calibration_error
+from hitl.ml.pipelines import spec_for_head
+from hitl.ml.registry import ModelError, ModelIntegrityError, get_version, load_model
+from hitl.ml.training import out_of_fold_proba, train
+from hitl.settings import Settings
+from hitl.store.db import Database
+from hitl.store.orm import Decision, Review, Ticket
+from policies.mappings import load_mapping
+
+from .support import ENDAVA, needs_shared_data
+
+
+@pytest.fixture(scope="module")
+def demo_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ml") / "labelled.csv"
+    write_batch(path, generate_tickets(count=400, seed=5))
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo_set(demo_file: Path) -> LabelledSet:
+    return load_labelled(demo_file, load_mapping("canonical"), "category", source="demo")
+
+
+def test_training_is_deterministic(demo_set: LabelledSet) -> None:
+    texts = demo_set.texts[:50]
+    first = train(demo_set, "category", seed=3, cv_folds=0)
+    second = train(demo_set, "category", seed=3, cv_folds=0)
+    assert first.classes == second.classes
+    np.testing.assert_array_equal(first.pipeline.predict_proba(texts), second.pipeline.predict_proba(texts))
+
+
+def test_register_load_and_prediction_schema(
+    database: Database, settings: Settings, demo_set: LabelledSet
+) -> None:
+    result = train(demo_set, "category", seed=0, cv_folds=3)
+    assert result.cv_metrics is not None and result.cv_metrics.n == len(demo_set)
+    models_dir = settings.effective_models_dir
+    with database.session() as session:
+        row = service.register(session, models_dir, result, demo_set, "category", make_active=True)
+        version = row.version
+    with database.session() as session:
+        active = get_version(session, "category", "active")
+        assert active.version == version and active.n_train == 400 and active.metrics["cv"]["n"] == 400
+        model = load_model(active, models_dir)
+    [prediction] = model.predict(["VPN tunnel drops every few minutes since this morning"])
+    assert prediction.model_dump().keys() == {"head", "label", "confidence", "alternatives", "model_version"}
+    assert prediction.model_version == version and prediction.head == "category"
+    assert len(prediction.alternatives) == 3 and prediction.alternatives[0].label == prediction.label
+    probabilities = [a.probability for a in prediction.alternatives]
+    assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.000001
+    assert prediction.confidence == probabilities[0]
+
+
+def test_tampered_model_file_is_refused(
+    database: Database, settings: Settings, demo_set: LabelledSet
+) -> None:
+    result = train(demo_set, "category", seed=0, cv_folds=0)
+    models_dir = settings.effective_models_dir
+    with database.session() as session:
+        row = service.register(session, models_dir, result, demo_set, "category")
+    path = models_dir / row.path
+    content = bytearray(path.read_bytes())
+    content[len(content) // 2] ^= 0xFF
+    path.write_bytes(bytes(content))
+    with pytest.raises(ModelIntegrityError, match="refusing to load a file that was changed after training"):
+        load_model(row, models_dir)
+    path.unlink()
+    with pytest.raises(ModelError, match="is missing"):
+        load_model(row, models_dir)
+
+
+def test_promotion_retires_the_previous_active(
+    database: Database, settings: Settings, demo_set: LabelledSet
+) -> None:
+    from hitl.ml.registry import activate, list_versions
+
+    result = train(demo_set, "category", seed=0, cv_folds=0)
+    with database.session() as session:
+        first = service.register(session, settings.effective_models_dir, result, demo_set, "category", True)
+        second = service.register(session, settings.effective_models_dir, result, demo_set, "category")
+        assert (first.status, second.status) == ("active", "candidate")
+        activate(session, second.version)
+    with database.session() as session:
+        statuses = {r.version: r.status for r in list_versions(session, "category")}
+    assert statuses == {first.version: "retired", second.version: "active"}
+
+
+def test_retraining_with_reviews_uses_the_human_labels(
+    database: Database, settings: Settings, demo_file: Path, demo_set: LabelledSet
+) -> None:
+    mapping = load_mapping("canonical")
+    run_id = ingestion.open_run(database, "demo", "canonical", str(demo_file), None)
+    ctx = ingestion.IngestionContext(
+        db=database, mapping=mapping, source="demo", run_id=run_id, default_client="unassigned"
+    )
+    ingestion.ingest_file(ctx, demo_file, False)
+    overridden = demo_set.keys[:25]
+    with database.session() as session:
+        tickets = {
+            t.external_id: t
+            for t in session.execute(
+                select(Ticket).where(Ticket.external_id.in_([k[1] for k in overridden]))
+            ).scalars()
+        }
+        for _source, external_id in overridden:
+            ticket = tickets[external_id]
+            decision = Decision(
+                ticket_id=ticket.id,
+                checkpoint="triage",
+                head="category",
+                ai_value=ticket.category,
+                confidence=0.6,
+                route="HUMAN",
+                status="decided",
+            )
+            session.add(decision)
+            session.flush()
+            session.add(
+                Review(
+                    decision_id=decision.id,
+                    ticket_id=ticket.id,
+                    reviewer="alice",
+                    action="override",
+                    final_value="licensing",
+                    reason_code="wrong_category",
+                )
+            )
+    with database.session() as session:
+        corrected = apply_reviews(demo_set, session, "category")
+    assert corrected.from_reviews == 25 and len(corrected) == len(demo_set)
+    by_key = dict(zip(corrected.keys, corrected.labels, strict=True))
+    assert all(by_key[key] == "licensing" for key in overridden)
+    untouched = demo_set.keys[30]
+    assert by_key[untouched] == demo_set.labels[30]
+    assert corrected.content_hash() != demo_set.content_hash()
+
+    retrained = train(corrected, "category", seed=0, cv_folds=0)
+    assert "licensing" in retrained.classes and "licensing" not in set(demo_set.labels)
+    reviewed_texts = [corrected.texts[i] for i in range(25)]
+    assert (retrained.pipeline.predict(reviewed_texts) == "licensing").mean() >= 0.8
+
+
+@needs_shared_data()
+def test_confidence_is_calibrated_on_held_out_folds() -> None:
+    data = load_labelled(ENDAVA, load_mapping("endava"), "category")
+    proba = out_of_fold_proba(data, spec_for_head("category"), folds=5, seed=0)
+    classes = np.asarray(sorted(set(data.labels)))
+    correct = classes[proba.argmax(axis=1)] == np.asarray(data.labels)
+    ece = expected_calibration_error(proba.max(axis=1), correct)
+    assert ece <= 0.03, f"out-of-fold ECE {ece:.4f} above the 0.03 target"
+    assert correct.mean() >= 0.87
