@@ -18,7 +18,7 @@ $(STAMP): requirements.lock pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/hitl demo run
+	$(BIN)/hitl serve --demo
 
 # PostgreSQL tests run when it answers (under CI=true its absence is a failure, see tests/conftest.py).
 test: $(STAMP)

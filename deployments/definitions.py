@@ -5,9 +5,12 @@ module rather than prefect.yaml: the schedule's time zone and defaults come from
 from __future__ import annotations
 
 from prefect.deployments.runner import RunnerDeployment
-from prefect.schedules import Cron
+from prefect.schedules import Cron, Interval
 
+from flows.checkpoint_timeouts import checkpoint_timeouts
 from flows.ingestion import nightly_ingestion
+from flows.ticket_lifecycle import ticket_lifecycle
+from flows.train_model import train_model
 from hitl.settings import Settings
 
 NIGHTLY_CRON = "0 2 * * *"
@@ -29,5 +32,37 @@ def nightly_ingestion_deployment(settings: Settings) -> RunnerDeployment:
     )
 
 
+def lifecycle_deployment() -> RunnerDeployment:
+    """Started per ticket (by ingestion for tickets that wait for a human, or `hitl lifecycle start`)."""
+    return ticket_lifecycle.to_deployment(
+        name="ticket-lifecycle",
+        description="One ticket's lifecycle; suspended runs wait for an operator's Resume.",
+        tags=["lifecycle", "human-in-the-loop"],
+    )
+
+
+def train_model_deployment() -> RunnerDeployment:
+    return train_model.to_deployment(
+        name="train-model",
+        description="Train a decision head on labelled tickets (on demand); fill in data, mapping and label.",
+        tags=["models", "on-demand"],
+    )
+
+
+def timeouts_deployment() -> RunnerDeployment:
+    return checkpoint_timeouts.to_deployment(
+        name="checkpoint-timeouts",
+        schedule=Interval(60),
+        description="Every minute: overdue checkpoints go to the escalation queue; nothing acts on its own.",
+        tags=["lifecycle", "scheduled"],
+        concurrency_limit=1,
+    )
+
+
 def all_deployments(settings: Settings) -> list[RunnerDeployment]:
-    return [nightly_ingestion_deployment(settings)]
+    return [
+        nightly_ingestion_deployment(settings),
+        lifecycle_deployment(),
+        train_model_deployment(),
+        timeouts_deployment(),
+    ]

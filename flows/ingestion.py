@@ -11,6 +11,7 @@ from hitl.models import IngestReport, InputResult
 from hitl.settings import get_settings
 from hitl.store.db import get_database
 from tasks.ingestion import close_run, fail_run, ingest_file, ingest_http, open_run, publish_report
+from tasks.lifecycle import lifecycle_batch, start_runs
 
 
 @task(name="plan-ingestion", cache_policy=NO_CACHE)
@@ -34,8 +35,8 @@ def nightly_ingestion(
 ) -> IngestReport:
     """`path` is a file or drop folder (default: the configured inbox); `url` a PSA endpoint.
 
-    `start_lifecycle` asks for a ticket-lifecycle run per new ticket once that flow exists; the
-    new ticket ids are in the report either way.
+    With `start_lifecycle`, new tickets go through the lifecycle in batch here, as far as the AI
+    may go alone; only those that wait for a human get a ticket-lifecycle run of their own.
     """
     logger = get_run_logger()
     the_plan = plan(path, url, mapping, source, move_processed)
@@ -59,7 +60,10 @@ def nightly_ingestion(
     report = close_run(run_id, inputs, new_ids, cursor)
     publish_report(report)
     if start_lifecycle and report.new_ticket_ids:
-        logger.info("%d new tickets; lifecycle runs start once the lifecycle flow is deployed", len(new_ids))
+        waiting = lifecycle_batch(report.new_ticket_ids)
+        logger.info("%d new tickets: %d wait for a human", len(report.new_ticket_ids), len(waiting))
+        if waiting:
+            start_runs(waiting)
     return report
 
 

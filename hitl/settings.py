@@ -59,10 +59,37 @@ class Settings(BaseSettings):
         default="canonical", min_length=1, description="Column mapping the nightly ingestion uses by default."
     )
 
-    @field_validator("home", "inbox", "mappings_dir", "client_catalog", "models_dir", mode="after")
+    @field_validator(
+        "home",
+        "inbox",
+        "mappings_dir",
+        "client_catalog",
+        "models_dir",
+        "runbooks_dir",
+        "sandbox_dir",
+        mode="after",
+    )
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
+
+    triage_heads: str = Field(
+        default="category,priority", description="Comma-separated model heads the triage checkpoint asks."
+    )
+    runbooks_dir: Path | None = Field(
+        default=None, description="Folder of runbook YAML files; unset means policies/runbooks."
+    )
+    sandbox_dir: Path | None = Field(
+        default=None, description="Working folders of the subprocess executor; unset means <home>/sandbox."
+    )
+    rmm_webhook_url: str | None = Field(
+        default=None,
+        description="Base URL of the RMM tool that runs webhook runbooks; unset: they cannot run.",
+    )
+    rmm_token: SecretStr | None = Field(
+        default=None, description="Bearer token for the RMM webhook; never logged."
+    )
+    reply_signature: str = Field(default="Your service desk", description="Signature under drafted replies.")
 
     @field_validator("timezone")
     @classmethod
@@ -82,6 +109,14 @@ class Settings(BaseSettings):
     @property
     def effective_models_dir(self) -> Path:
         return self.models_dir or self.home / "models"
+
+    @property
+    def effective_sandbox_dir(self) -> Path:
+        return self.sandbox_dir or self.home / "sandbox"
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        return tuple(h.strip() for h in self.triage_heads.split(",") if h.strip())
 
     @property
     def effective_inbox(self) -> Path:

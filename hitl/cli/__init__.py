@@ -12,7 +12,7 @@ import sys
 import click
 import typer
 
-from hitl.cli import ingest, models, store
+from hitl.cli import ingest, lifecycle, models, serve, store
 from hitl.cli.common import err, fail_line
 from hitl.errors import HitlError
 
@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
-for module in (ingest, store, models):
+for module in (ingest, store, models, lifecycle, serve):
     app.registered_commands.extend(module.app.registered_commands)
 app.add_typer(store.db_app, name="db")
 app.add_typer(store.tickets_app, name="tickets")
@@ -30,6 +30,8 @@ app.add_typer(store.quarantine_app, name="quarantine")
 app.add_typer(store.runs_app, name="runs")
 app.add_typer(ingest.demo_app, name="demo")
 app.add_typer(models.models_app, name="models")
+app.add_typer(lifecycle.audit_app, name="audit")
+app.add_typer(lifecycle.lifecycle_app, name="lifecycle")
 
 
 def main() -> None:

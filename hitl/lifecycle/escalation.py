@@ -82,7 +82,7 @@ def recommend_tier(data: EscalationInput) -> Recommendation:
         )
     tier: Tier = "T3" if score >= 5 else "T2" if score >= 3 else "T1"
     distance = min(abs(score - 2.5), abs(score - 4.5))  # to the nearest tier boundary
-    confidence = round(min(0.99, 0.55 + 0.2 * distance), 2)
+    confidence = round(min(0.97, 0.7 + 0.2 * distance), 2)  # 0.8 next to a boundary, 0.97 far from it
     return Recommendation(
         tier=tier,
         confidence=confidence,

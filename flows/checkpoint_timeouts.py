@@ -1,0 +1,40 @@
+"""The checkpoint-timeouts flow (every minute while `hitl serve` runs): checkpoints past their
+deadline are marked overdue and routed to the escalation queue, their suspended runs are
+cancelled so a late answer cannot act, and an event is emitted for notifications."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+
+from hitl.lifecycle import engine
+from hitl.lifecycle.bootstrap import build_resources
+from hitl.lifecycle.runs import cancel_waiting_run
+from hitl.settings import get_settings
+
+
+@task(name="expire-overdue", cache_policy=NO_CACHE)
+def expire() -> list[tuple[int, str | None]]:
+    return engine.expire_overdue(build_resources(get_settings()))
+
+
+@task(name="notify-timeout", cache_policy=NO_CACHE)
+def notify(ticket_id: int, flow_run_id: str | None) -> None:
+    if flow_run_id:
+        cancel_waiting_run(flow_run_id)
+    emit_event(
+        event="hitl.checkpoint.timed_out",
+        resource={"prefect.resource.id": f"hitl.ticket.{ticket_id}"},
+        payload={"ticket_id": ticket_id, "flow_run_id": flow_run_id, "fallback": "escalation queue"},
+    )
+
+
+@flow(name="checkpoint-timeouts", description="Overdue checkpoints go to the escalation queue; nothing acts.")
+def checkpoint_timeouts() -> int:
+    expired = expire()
+    for ticket_id, flow_run_id in expired:
+        notify(ticket_id, flow_run_id)
+    if expired:
+        get_run_logger().warning("%d checkpoint(s) timed out and went to the escalation queue", len(expired))
+    return len(expired)

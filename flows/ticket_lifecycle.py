@@ -1,0 +1,36 @@
+"""One ticket's lifecycle: triage, escalation, remediation, reply; at each stage the AI proposes,
+the policy routes, and when a human must look the run suspends (holding no process) until an
+operator resumes it with the checkpoint's form."""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.flow_runs import suspend_flow_run
+
+from hitl.checkpoints import form_class
+from hitl.lifecycle.engine import StageStatus
+from policies.checkpoint_policy import CHECKPOINTS
+from tasks.lifecycle import announce_waiting, finish, propose, record, settle
+
+
+@flow(name="ticket-lifecycle", description="A ticket from triage to reply, with human checkpoints.")
+def ticket_lifecycle(ticket_id: int) -> str:
+    attempt = 0  # pause keys replay in the same order on every re-run, so answers line up
+    for checkpoint in CHECKPOINTS:
+        propose(ticket_id, checkpoint)
+        state = settle(ticket_id, checkpoint, [])
+        while state.status is StageStatus.NEEDS_HUMAN:
+            assert state.view is not None and state.timeout_seconds is not None
+            key = f"{checkpoint}-{state.decision_ids[0]}-{attempt}"
+            attempt += 1
+            announce_waiting(state, key)
+            answer = suspend_flow_run(
+                wait_for_input=form_class(state.view), key=key, timeout=int(state.timeout_seconds)
+            )
+            result = record(ticket_id, checkpoint, answer.model_dump(exclude={"metadata"}))
+            if result.stop:
+                return finish(ticket_id, "; ".join(result.problems))
+            state = settle(ticket_id, checkpoint, result.problems)
+        if state.status is StageStatus.STOPPED:
+            return finish(ticket_id, state.message)
+    return finish(ticket_id, None)

@@ -1,0 +1,171 @@
+"""`hitl queue`, `hitl resume`, `hitl audit`, `hitl lifecycle`: the operator's side of checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import typer
+
+from hitl.cli.common import JSON_OPTION, out, print_json, table
+from hitl.errors import HitlError
+from hitl.settings import get_settings
+from hitl.store.db import get_database
+
+app = typer.Typer()
+audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+lifecycle_app = typer.Typer(help="Ticket lifecycle runs.", no_args_is_help=True)
+
+FIELD_OF = {"triage": "category", "escalation": "tier", "remediation": "runbook", "reply": "reply_text"}
+
+
+class ResumeError(HitlError):
+    """The resume was refused: nothing was sent to the flow run."""
+
+
+def ui_url() -> str | None:
+    api = os.environ.get("PREFECT_API_URL")
+    return api.rstrip("/").removesuffix("/api") if api else None
+
+
+@app.command()
+def queue(json_output: bool = JSON_OPTION) -> None:
+    """The approval queue: every waiting checkpoint, oldest deadline first."""
+    from hitl.lifecycle.queue import approval_queue
+
+    with get_database().session() as session:
+        items = approval_queue(session, ui_url())
+    if json_output:
+        print_json([i.model_dump(mode="json") for i in items])
+        return
+    table(
+        f"{len(items)} checkpoint(s) waiting",
+        ["deadline", "ticket", "client", "checkpoint", "AI", "conf", "waiting", "flow run"],
+        [
+            [
+                f"{i.deadline:%m-%d %H:%M}",
+                i.ticket_id,
+                i.client,
+                i.checkpoint,
+                (i.ai_value or "")[:30],
+                "" if i.confidence is None else f"{i.confidence:.2f}",
+                f"{i.waiting_minutes:.0f} min",
+                i.ui_link or i.flow_run_id or "(no run: start `hitl serve`)",
+            ]
+            for i in items
+        ],
+    )
+
+
+@app.command()
+def resume(
+    flow_run_id: str = typer.Argument(..., help="The waiting flow run (see `hitl queue`)."),
+    decision: str = typer.Option(..., help="approve, override, reject or escalate."),
+    value: str | None = typer.Option(None, help="Corrected value of the checkpoint's main field."),
+    set_field: list[str] | None = typer.Option(
+        None, "--set", help="FIELD=VALUE for other fields (repeatable)."
+    ),
+    reason_code: str | None = typer.Option(None, help="Required for override and reject."),
+    comment: str | None = typer.Option(None),
+    reviewer: str = typer.Option(..., help="Who decides: recorded with the review."),
+) -> None:
+    """Answer a waiting checkpoint, exactly as the UI form does (and checked the same way)."""
+    from hitl.checkpoints import check_review
+    from hitl.lifecycle.queue import waiting_view
+
+    settings = get_settings()
+    with get_database(settings).session() as session:
+        view = waiting_view(session, settings, flow_run_id)
+    answer: dict[str, Any] = {s.field: s.ai_value for s in view.suggestions}
+    answer.update(
+        {
+            "decision": decision,
+            "reviewer": reviewer,
+            "reason_code": reason_code or "none",
+            "comment": comment or "",
+        }
+    )
+    if value is not None:
+        answer[FIELD_OF[view.checkpoint]] = value
+    for item in set_field or []:
+        name, sep, text = item.partition("=")
+        if not sep or name not in answer:
+            raise ResumeError(
+                f"--set needs FIELD=VALUE with FIELD one of {', '.join(s.field for s in view.suggestions)}"
+            )
+        answer[name] = text
+    verdict = check_review(view, answer)
+    if isinstance(verdict, list):
+        raise ResumeError("; ".join(verdict))
+    _resume(flow_run_id, answer)
+    out.print(f"resumed {flow_run_id}: {decision} by {reviewer} at the {view.checkpoint} checkpoint")
+
+
+def _resume(flow_run_id: str, answer: dict[str, Any]) -> None:
+    from uuid import UUID
+
+    from prefect.exceptions import ObjectNotFound
+    from prefect.flow_runs import resume_flow_run
+
+    try:
+        resume_flow_run(UUID(flow_run_id), run_input=answer)
+    except ObjectNotFound as exc:
+        raise ResumeError(f"no flow run {flow_run_id} on the Prefect server") from exc
+    except Exception as exc:  # Prefect raises NotPausedError or RuntimeError on invalid input
+        name = type(exc).__name__
+        if name == "NotPausedError":
+            raise ResumeError(f"flow run {flow_run_id} is not waiting for input (already resumed?)") from exc
+        if isinstance(exc, RuntimeError):
+            raise ResumeError(f"the flow run refused the input: {str(exc).splitlines()[0]}") from exc
+        raise
+
+
+@audit_app.command("show")
+def audit_show(ticket_id: int = typer.Argument(...), json_output: bool = JSON_OPTION) -> None:
+    """A ticket's timeline: every decision, review, action and reply, in order."""
+    from hitl.audit import ticket_timeline
+
+    with get_database().session() as session:
+        entries = ticket_timeline(session, ticket_id)
+    if json_output:
+        print_json([e.model_dump(mode="json") for e in entries])
+        return
+    table(
+        f"ticket {ticket_id}: {len(entries)} event(s)",
+        ["seq", "at", "kind", "actor", "data"],
+        [
+            [
+                e.seq,
+                f"{e.at:%Y-%m-%d %H:%M:%S}",
+                e.kind,
+                e.actor,
+                json.dumps(e.data, ensure_ascii=False)[:160],
+            ]
+            for e in entries
+        ],
+    )
+
+
+@audit_app.command("verify")
+def audit_verify(json_output: bool = JSON_OPTION) -> None:
+    """Recompute the hash chain; exit 1 and name the first broken link when it does not hold."""
+    from hitl.audit import verify_chain
+
+    with get_database().session() as session:
+        report = verify_chain(session)
+    if json_output:
+        print_json(report.model_dump(mode="json"))
+    elif report.ok:
+        out.print(f"audit chain intact: {report.events_checked} events, head {report.head_hash}")
+    if not report.ok:
+        raise HitlError(f"audit chain broken at event {report.first_broken_seq}: {report.problem}")
+
+
+@lifecycle_app.command("start")
+def lifecycle_start(ticket_id: int = typer.Argument(...)) -> None:
+    """Start (or continue) a ticket's lifecycle as a run of the ticket-lifecycle deployment."""
+    from hitl.lifecycle.runs import start_lifecycle_runs
+
+    started = start_lifecycle_runs([ticket_id])
+    out.print(f"ticket {ticket_id}: flow run {started[ticket_id]}")

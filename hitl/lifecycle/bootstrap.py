@@ -1,0 +1,82 @@
+"""Building the lifecycle's resources from settings, once per process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from hitl.lifecycle.resources import LifecycleResources
+from hitl.ml.registry import ModelError
+from hitl.ml.service import load_active_models
+from hitl.settings import Settings
+from hitl.store.db import get_database
+from hitl.store.orm import Client, Ticket
+
+
+def _executor_factory(settings: Settings) -> Any:
+    from hitl.remediation.executors import SubprocessExecutor, WebhookExecutor
+
+    subprocess_executor = SubprocessExecutor(settings.effective_sandbox_dir)
+    webhook = (
+        WebhookExecutor(settings.rmm_webhook_url, token=settings.rmm_token)
+        if settings.rmm_webhook_url
+        else None
+    )
+
+    def executor_for(runbook: Any) -> Any:
+        if runbook.executor == "webhook":
+            if webhook is None:
+                raise ModelError(f"runbook {runbook.id} needs HITL_RMM_WEBHOOK_URL (the RMM tool's endpoint)")
+            return webhook
+        return subprocess_executor
+
+    return executor_for
+
+
+def _reply_drafter(settings: Settings) -> Any:
+    from hitl.replies.drafting import draft_reply
+    from hitl.replies.retrieval import ReplyIndex, store_ref
+    from hitl.replies.templates import load_reply_templates
+
+    templates = load_reply_templates()
+    index: list[ReplyIndex] = []
+
+    def drafter(ticket: Ticket, client: Client, session: Session) -> Any:
+        if not index:  # built in the caller's transaction: a second one would wait on SQLite's write lock
+            index.append(ReplyIndex.from_store(session))
+        ref = store_ref(ticket.source, ticket.external_id)
+        return draft_reply(
+            ticket_ref=ref,
+            subject=ticket.subject,
+            body=ticket.body,
+            category=ticket.assigned_queue or ticket.category,
+            language=ticket.language,
+            client=client.name,
+            index=index[0],
+            templates=templates,
+            signature=settings.reply_signature,
+            exclude_refs=(ref,),
+        )
+
+    return drafter
+
+
+def build_resources(settings: Settings, flow_run_id: str | None = None) -> LifecycleResources:
+    from policies.runbooks import load_runbook_catalog
+
+    db = get_database(settings)
+    with db.session() as session:
+        models = {
+            m.head: m
+            for m in load_active_models(session, settings.effective_models_dir, list(settings.heads))
+        }
+    return LifecycleResources(
+        db=db,
+        models=models,
+        runbooks=load_runbook_catalog(settings.runbooks_dir),
+        executor_for=_executor_factory(settings),
+        reply_drafter=_reply_drafter(settings),
+        triage_heads=settings.heads,
+        flow_run_id=flow_run_id,
+    )

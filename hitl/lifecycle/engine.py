@@ -1,0 +1,612 @@
+"""The lifecycle engine: propose, route, wait, record, apply, stage after stage.
+
+Everything is driven by the decision rows, so it is idempotent: running `advance` again on a
+ticket (a resumed flow re-runs from the top, a crashed batch is retried) finds the decisions
+already made and the effects already applied, and continues where the ticket is. The batch path
+(ingestion) and the per-ticket flow call the same functions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hitl.audit import append_event
+from hitl.checkpoints import CheckpointView, Suggestion, TicketView, Verdict, check_review
+from hitl.lifecycle import proposals
+from hitl.lifecycle.resources import PRIORITIES, LifecycleResources
+from hitl.ml.predictor import Alternative
+from hitl.store.orm import AuditEvent, Client, Decision, Review, Ticket, utcnow
+from hitl.store.policies import current_policy
+from policies.checkpoint_policy import CHECKPOINTS, PolicyDocument, Route, audit_draw, route_decision
+
+RESOLVED = ("auto", "decided", "applied")
+AI_ACTOR = "ai"
+
+
+class StageStatus(StrEnum):
+    DONE = "done"
+    NEEDS_HUMAN = "needs_human"
+    STOPPED = "stopped"
+
+
+class StageState(BaseModel):
+    ticket_id: int
+    status: StageStatus
+    checkpoint: str | None = None
+    decision_ids: list[int] = Field(default_factory=list)
+    view: CheckpointView | None = None
+    timeout_seconds: float | None = None
+    message: str = ""
+
+
+class AnswerResult(BaseModel):
+    recorded: bool
+    problems: list[str] = Field(default_factory=list)
+    stop: bool = False
+
+
+def _decisions(session: Session, ticket_ids: Sequence[int], checkpoint: str) -> dict[int, list[Decision]]:
+    out: dict[int, list[Decision]] = {t: [] for t in ticket_ids}
+    rows = session.execute(
+        select(Decision)
+        .where(Decision.ticket_id.in_(ticket_ids), Decision.checkpoint == checkpoint)
+        .order_by(Decision.id)
+    ).scalars()
+    for row in rows:
+        out[row.ticket_id].append(row)
+    return out
+
+
+def _final(decisions: Sequence[Decision], head: str) -> str | None:
+    return next((d.final_value for d in decisions if d.head == head), None)
+
+
+# ---------------------------------------------------------------- propose and route
+def _propose(
+    res: LifecycleResources, session: Session, checkpoint: str, tickets: list[Ticket]
+) -> dict[int, list[proposals.Proposal]]:
+    ids = [t.id for t in tickets]
+    if checkpoint == "triage":
+        return proposals.propose_triage(res, tickets)
+    triage = _decisions(session, ids, "triage")
+    if checkpoint == "escalation":
+        return proposals.propose_escalation(
+            session, tickets, {t: _final(d, "priority") for t, d in triage.items()}
+        )
+    if checkpoint == "remediation":
+        return proposals.propose_remediation(
+            res, tickets, {t: _final(d, "category") for t, d in triage.items()}
+        )
+    return proposals.propose_reply(res, session, tickets)
+
+
+def _route(
+    policy: PolicyDocument,
+    version: int,
+    checkpoint: str,
+    proposal: proposals.Proposal,
+    ticket: Ticket,
+    client: str,
+) -> tuple[Route, float, float, str, float]:
+    settings = policy.effective(checkpoint, proposal.value, client)
+    routed = route_decision(
+        settings,
+        proposal.value,
+        proposal.confidence,
+        audit_draw(ticket.id, checkpoint, proposal.head, version),
+    )
+    route, reason, propensity = routed.route, routed.reason, routed.propensity
+    if checkpoint == "remediation" and proposal.value == "none":
+        route, reason, propensity = Route.AUTO, "no runbook matches: nothing to execute", 0.0
+    elif checkpoint == "remediation" and proposal.details.get("missing"):
+        route, reason, propensity = (
+            Route.HUMAN,
+            f"parameters missing: {', '.join(proposal.details['missing'])}",
+            1.0,
+        )
+    return route, routed.threshold, propensity, reason, routed.timeout_minutes
+
+
+def propose_and_route(
+    res: LifecycleResources, session: Session, checkpoint: str, tickets: list[Ticket]
+) -> None:
+    """Create the checkpoint's decision rows for tickets that have none yet (batched)."""
+    if not tickets:
+        return
+    version, policy = current_policy(session)
+    clients = dict(
+        session.execute(
+            select(Client.id, Client.name).where(Client.id.in_({t.client_id for t in tickets}))
+        ).all()
+    )
+    now = utcnow()
+    by_id = {t.id: t for t in tickets}
+    for ticket_id, items in _propose(res, session, checkpoint, tickets).items():
+        ticket = by_id[ticket_id]
+        for p in items:
+            if checkpoint == "triage" and res.choices(p.head):
+                p.details["choices"] = res.choices(p.head)
+            route, threshold, propensity, reason, timeout = _route(
+                policy, version, checkpoint, p, ticket, clients[ticket.client_id]
+            )
+            automatic = route is Route.AUTO
+            decision = Decision(
+                ticket_id=ticket.id,
+                checkpoint=checkpoint,
+                head=p.head,
+                ai_value=p.value,
+                confidence=p.confidence,
+                alternatives=[a.model_dump() for a in p.alternatives],
+                model_version=p.model_version,
+                policy_version=version,
+                threshold=threshold,
+                route=route.value,
+                propensity=propensity,
+                final_value=p.value if automatic else None,
+                status="auto" if automatic else "waiting",
+                flow_run_id=res.flow_run_id,
+                reason=reason,
+                details=p.details,
+                deadline=None if automatic else now + timedelta(minutes=timeout),
+                created_at=now,
+                decided_at=now if automatic else None,
+            )
+            session.add(decision)
+            session.flush()
+            append_event(
+                session,
+                kind="decision.created",
+                actor=AI_ACTOR,
+                ticket_id=ticket.id,
+                data={
+                    "decision_id": decision.id,
+                    "checkpoint": checkpoint,
+                    "head": p.head,
+                    "ai_value": p.value,
+                    "confidence": p.confidence,
+                    "model_version": p.model_version,
+                    "policy_version": version,
+                    "threshold": threshold,
+                    "route": route.value,
+                    "propensity": propensity,
+                    "reason": reason,
+                },
+            )
+
+
+def propose_stage(res: LifecycleResources, ticket_ids: Sequence[int], checkpoint: str) -> dict[int, int]:
+    """Make the stage's proposals for tickets that have none; returns decisions per ticket."""
+    with res.db.session() as session:
+        tickets = list(session.execute(select(Ticket).where(Ticket.id.in_(ticket_ids))).scalars())
+        existing = _decisions(session, ticket_ids, checkpoint)
+        propose_and_route(res, session, checkpoint, [t for t in tickets if not existing[t.id]])
+        return {t: len(d) for t, d in _decisions(session, ticket_ids, checkpoint).items()}
+
+
+def announce_waiting(res: LifecycleResources, state: StageState, key: str, flow_run_id: str | None) -> bool:
+    """Record that a run waits under `key`; False when it was already recorded (a replay)."""
+    with res.db.session() as session:
+        known = session.execute(
+            select(AuditEvent.body).where(
+                AuditEvent.ticket_id == state.ticket_id, AuditEvent.kind == "checkpoint.waiting"
+            )
+        ).scalars()
+        if any(json.loads(body)["data"].get("key") == key for body in known):
+            return False
+        for decision_id in state.decision_ids:
+            d = session.get(Decision, decision_id)
+            if d is not None and d.status == "waiting":
+                d.flow_run_id = flow_run_id
+        append_event(
+            session,
+            kind="checkpoint.waiting",
+            actor="system",
+            ticket_id=state.ticket_id,
+            data={
+                "checkpoint": state.checkpoint,
+                "key": key,
+                "flow_run_id": flow_run_id,
+                "decision_ids": state.decision_ids,
+                "timeout_seconds": state.timeout_seconds,
+                "why": state.view.why_human if state.view else None,
+            },
+        )
+    return True
+
+
+def finish(res: LifecycleResources, ticket_id: int, stopped: str | None) -> str:
+    with res.db.session() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None
+        if stopped:
+            if ticket.status != "overdue":
+                ticket.status = "escalated" if ticket.assigned_queue == "escalation" else "open"
+            return stopped
+        if ticket.lifecycle_stage != "done":
+            ticket.lifecycle_stage, ticket.status = "done", "open"
+    return "lifecycle complete"
+
+
+# ---------------------------------------------------------------- views
+def _ticket_view(session: Session, ticket: Ticket) -> TicketView:
+    client = session.get(Client, ticket.client_id)
+    assert client is not None
+    escalation = _decisions(session, [ticket.id], "escalation")[ticket.id]
+    deadline = escalation[0].details.get("sla_deadline") if escalation else None
+    return TicketView(
+        id=ticket.id,
+        external_id=ticket.external_id,
+        source=ticket.source,
+        client=client.name,
+        client_tier=client.tier,
+        subject=ticket.subject,
+        body=ticket.body,
+        priority=ticket.priority,
+        created_at=ticket.created_at,
+        sla_deadline=deadline,
+    )
+
+
+def build_view(
+    res: LifecycleResources,
+    session: Session,
+    ticket: Ticket,
+    checkpoint: str,
+    decisions: list[Decision],
+    problems: list[str] | None = None,
+) -> CheckpointView:
+    _, policy = current_policy(session)
+    suggestions: list[Suggestion] = []
+    details_title, details = None, None
+    approvals_needed, approved_by = 1, []
+    for d in decisions:
+        alternatives = [Alternative.model_validate(a) for a in d.alternatives]
+        if checkpoint == "triage":
+            suggestions.append(
+                Suggestion(
+                    field=d.head,
+                    label=d.head,
+                    ai_value=d.ai_value,
+                    confidence=d.confidence,
+                    threshold=d.threshold,
+                    alternatives=alternatives,
+                    choices=d.details.get("choices") or res.choices(d.head),
+                )
+            )
+        elif checkpoint == "escalation":
+            suggestions.append(
+                Suggestion(
+                    field="tier",
+                    label="support tier",
+                    ai_value=d.ai_value,
+                    confidence=d.confidence,
+                    threshold=d.threshold,
+                    choices=["T1", "T2", "T3"],
+                )
+            )
+            details_title, details = "Why this tier", "\n".join(d.details.get("reasons", []))
+        elif checkpoint == "remediation":
+            choices = sorted({*res.runbooks, "none"})
+            suggestions.append(
+                Suggestion(
+                    field="runbook",
+                    label="runbook",
+                    ai_value=d.ai_value,
+                    confidence=d.confidence,
+                    threshold=d.threshold,
+                    alternatives=alternatives,
+                    choices=choices,
+                )
+            )
+            suggestions.append(
+                Suggestion(
+                    field="parameters",
+                    label="parameters (JSON)",
+                    ai_value=json.dumps(d.details.get("parameters", {}), sort_keys=True),
+                )
+            )
+            details_title = (
+                f"Dry-run plan ({d.details.get('risk', '?')} risk, blast radius "
+                f"{d.details.get('blast_radius', '?')})"
+            )
+            details = "\n".join(d.details.get("dry_run", [])) or d.details.get("note")
+            approvals_needed = int(d.details.get("required_approvers", 1))
+            approved_by = [r.reviewer for r in _reviews(session, d.id) if r.action in ("approve", "override")]
+        else:
+            suggestions.append(
+                Suggestion(
+                    field="reply_text",
+                    label="reply",
+                    ai_value=d.details.get("draft", ""),
+                    confidence=d.confidence,
+                    threshold=d.threshold,
+                )
+            )
+            sources = [f"{x['ref']} (similarity {x['similarity']:.2f})" for x in d.details.get("sources", [])]
+            to_fill = d.details.get("to_fill") or []
+            details_title = "Where the draft comes from"
+            details = "\n".join(
+                [
+                    f"template: {d.details.get('template_id')}",
+                    *sources,
+                    *([f"replace before sending: {', '.join(to_fill)}"] if to_fill else []),
+                ]
+            )
+    why = (
+        "; ".join(dict.fromkeys(d.reason or "" for d in decisions if d.status == "waiting"))
+        or "review requested"
+    )
+    return CheckpointView(
+        checkpoint=checkpoint,
+        ticket=_ticket_view(session, ticket),
+        suggestions=suggestions,
+        why_human=why,
+        details_title=details_title,
+        details=details,
+        reason_codes=policy.checkpoints[checkpoint].reason_codes,
+        approvals_needed=approvals_needed,
+        approved_by=approved_by,
+        problems=problems or [],
+    )
+
+
+def _reviews(session: Session, decision_id: int) -> list[Review]:
+    return list(
+        session.execute(select(Review).where(Review.decision_id == decision_id).order_by(Review.id)).scalars()
+    )
+
+
+# ---------------------------------------------------------------- advance
+def advance(
+    res: LifecycleResources, ticket_ids: Sequence[int], problems: dict[int, list[str]] | None = None
+) -> dict[int, StageState]:
+    """Take each ticket as far as it can go without a human; report where each one stopped."""
+    states: dict[int, StageState] = {}
+    active = list(dict.fromkeys(ticket_ids))
+    for checkpoint in CHECKPOINTS:
+        if not active:
+            break
+        propose_stage(res, active, checkpoint)
+        still_active = []
+        for ticket_id in active:
+            state = settle(res, ticket_id, checkpoint, (problems or {}).get(ticket_id))
+            if state.status is StageStatus.DONE:
+                still_active.append(ticket_id)
+            else:
+                states[ticket_id] = state
+        active = still_active
+    for ticket_id in active:
+        states[ticket_id] = StageState(
+            ticket_id=ticket_id, status=StageStatus.DONE, message=finish(res, ticket_id, None)
+        )
+    for state in states.values():
+        if state.status is StageStatus.STOPPED:
+            finish(res, state.ticket_id, state.message)
+    return states
+
+
+def settle(
+    res: LifecycleResources, ticket_id: int, checkpoint: str, problems: list[str] | None = None
+) -> StageState:
+    """Apply a resolved checkpoint, or describe the human input it is waiting for."""
+    with res.db.session() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None
+        decisions = _decisions(session, [ticket_id], checkpoint)[ticket_id]
+        if any(d.status == "overdue" for d in decisions):
+            return StageState(
+                ticket_id=ticket_id,
+                status=StageStatus.STOPPED,
+                checkpoint=checkpoint,
+                message="checkpoint timed out: the ticket is in the escalation queue",
+            )
+        waiting = [d for d in decisions if d.status == "waiting"]
+        if waiting:
+            ticket.status, ticket.lifecycle_stage = "waiting", checkpoint
+            deadline = min(d.deadline for d in waiting if d.deadline is not None)
+            return StageState(
+                ticket_id=ticket_id,
+                status=StageStatus.NEEDS_HUMAN,
+                checkpoint=checkpoint,
+                decision_ids=[d.id for d in decisions],
+                view=build_view(res, session, ticket, checkpoint, decisions, problems),
+                timeout_seconds=max((deadline - utcnow()).total_seconds(), 1.0),
+            )
+        stop = _stops_lifecycle(session, decisions)
+        if stop:  # an escalated or rejected checkpoint has no effects: people take over
+            return StageState(
+                ticket_id=ticket_id, status=StageStatus.STOPPED, checkpoint=checkpoint, message=stop
+            )
+        pending_action = [d.id for d in decisions if d.status != "applied"]
+    if pending_action:
+        from hitl.lifecycle.effects import apply_checkpoint
+
+        apply_checkpoint(res, ticket_id, checkpoint, pending_action)
+    return StageState(ticket_id=ticket_id, status=StageStatus.DONE, checkpoint=checkpoint)
+
+
+def _stops_lifecycle(session: Session, decisions: Sequence[Decision]) -> str:
+    for d in decisions:
+        actions = {r.action for r in _reviews(session, d.id)}
+        if "escalate" in actions:
+            return "escalated by a reviewer: the ticket is in the escalation queue"
+        if d.checkpoint == "triage" and "reject" in actions:
+            return "triage rejected by a reviewer: the ticket goes to manual triage"
+    return ""
+
+
+# ---------------------------------------------------------------- human answers
+def record_answer(
+    res: LifecycleResources,
+    ticket_id: int,
+    checkpoint: str,
+    answer: dict[str, Any],
+    flow_run_id: str | None = None,
+) -> AnswerResult:
+    """Record an operator's answer, or say why it cannot be recorded (then nothing is written)."""
+    reviewer = str(answer.get("reviewer") or "").strip()
+    with res.db.session() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None
+        decisions = _decisions(session, [ticket_id], checkpoint)[ticket_id]
+        if any(d.status == "overdue" for d in decisions):
+            return AnswerResult(
+                recorded=False,
+                stop=True,
+                problems=[
+                    "this checkpoint timed out before the answer arrived; "
+                    "the ticket is in the escalation queue"
+                ],
+            )
+        waiting = [d for d in decisions if d.status == "waiting"]
+        already = [r for d in decisions for r in _reviews(session, d.id) if r.reviewer == reviewer]
+        if already and (not waiting or _same_answer(already, answer)):
+            return AnswerResult(recorded=True)  # a resumed flow replaying an answer already recorded
+        if not waiting:
+            return AnswerResult(recorded=False, problems=["this checkpoint is no longer waiting for input"])
+        view = build_view(res, session, ticket, checkpoint, decisions)
+        verdict = check_review(view, answer)
+        if isinstance(verdict, list):
+            append_event(
+                session,
+                kind="review.refused",
+                actor=reviewer or "unknown",
+                ticket_id=ticket_id,
+                data={"checkpoint": checkpoint, "problems": verdict},
+            )
+            return AnswerResult(recorded=False, problems=verdict)
+        _store_verdict(session, ticket, decisions, view, verdict, flow_run_id)
+    return AnswerResult(recorded=True)
+
+
+def _same_answer(reviews: list[Review], answer: dict[str, Any]) -> bool:
+    return all(r.action == answer.get("decision") for r in reviews)
+
+
+def _store_verdict(
+    session: Session,
+    ticket: Ticket,
+    decisions: list[Decision],
+    view: CheckpointView,
+    verdict: Verdict,
+    flow_run_id: str | None,
+) -> None:
+    now = utcnow()
+    field_of = {"triage": None, "escalation": "tier", "remediation": "runbook", "reply": "reply_text"}
+    for d in decisions:
+        field = field_of[d.checkpoint] or d.head
+        final = verdict.final_values.get(field, d.ai_value)
+        if d.checkpoint == "reply":
+            final_value = "send" if verdict.action in ("approve", "override") else verdict.action
+            d.details = {**d.details, "final_text": final}
+        else:
+            final_value = final
+        changed = d.checkpoint != "reply" and (final or "") != (d.ai_value or "")
+        if d.checkpoint == "remediation":
+            submitted = json.loads(verdict.final_values.get("parameters") or "{}")
+            changed = changed or submitted != d.details.get("parameters", {})
+        action = "override" if changed else ("approve" if verdict.action == "override" else verdict.action)
+        if d.checkpoint == "remediation" and verdict.final_values.get("parameters") is not None:
+            d.details = {
+                **d.details,
+                "final_parameters": json.loads(verdict.final_values["parameters"] or "{}"),
+            }
+        wait = (now - d.created_at).total_seconds()
+        session.add(
+            Review(
+                decision_id=d.id,
+                ticket_id=ticket.id,
+                reviewer=verdict.reviewer,
+                action=action,
+                final_value=final_value,
+                reason_code=verdict.reason_code,
+                comment=verdict.comment,
+                wait_seconds=wait,
+                flow_run_id=flow_run_id,
+                created_at=now,
+            )
+        )
+        session.flush()
+        approvals = [r for r in _reviews(session, d.id) if r.action in ("approve", "override")]
+        enough = len({r.reviewer for r in approvals}) >= view.approvals_needed
+        if action in ("reject", "escalate") or enough:
+            d.final_value, d.status, d.decided_at = final_value, "decided", now
+        append_event(
+            session,
+            kind="review.recorded",
+            actor=verdict.reviewer,
+            ticket_id=ticket.id,
+            data={
+                "decision_id": d.id,
+                "checkpoint": d.checkpoint,
+                "head": d.head,
+                "action": action,
+                "ai_value": d.ai_value if d.checkpoint != "reply" else "send",
+                "final_value": final_value,
+                "reason_code": verdict.reason_code,
+                "comment": verdict.comment,
+                "wait_seconds": round(wait, 1),
+                "approvals": len(approvals),
+                "approvals_needed": view.approvals_needed,
+                "flow_run_id": flow_run_id,
+            },
+        )
+    if verdict.action == "escalate":
+        ticket.assigned_queue = "escalation"
+
+
+# ---------------------------------------------------------------- timeouts
+def expire_overdue(res: LifecycleResources, now: Any = None) -> list[tuple[int, str | None]]:
+    """Waiting checkpoints past their deadline: marked overdue, ticket to the escalation queue.
+    Nothing is executed or sent. Returns (ticket id, flow run id) pairs for notification."""
+    now = now or utcnow()
+    expired: list[tuple[int, str | None]] = []
+    with res.db.session() as session:
+        rows = list(
+            session.execute(
+                select(Decision)
+                .where(Decision.status == "waiting", Decision.deadline < now)
+                .order_by(Decision.id)
+            ).scalars()
+        )
+        for d in rows:
+            d.status = "overdue"
+            ticket = session.get(Ticket, d.ticket_id)
+            assert ticket is not None
+            if ticket.overdue_at is None:
+                ticket.overdue_at, ticket.status, ticket.assigned_queue = now, "overdue", "escalation"
+                expired.append((ticket.id, d.flow_run_id))
+                append_event(
+                    session,
+                    kind="checkpoint.timed_out",
+                    actor="system",
+                    ticket_id=ticket.id,
+                    data={
+                        "decision_id": d.id,
+                        "checkpoint": d.checkpoint,
+                        "deadline": d.deadline.isoformat() if d.deadline else None,
+                        "fallback": "escalation queue; nothing executed or sent",
+                    },
+                )
+    return expired
+
+
+__all__ = [
+    "PRIORITIES",
+    "RESOLVED",
+    "AnswerResult",
+    "StageState",
+    "StageStatus",
+    "advance",
+    "expire_overdue",
+    "record_answer",
+    "settle",
+]

@@ -1,0 +1,211 @@
+"""What the AI proposes at each checkpoint, for a batch of tickets at once (one predict call per
+model per batch): triage labels, an escalation tier, a runbook with parameters, a reply draft."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hitl.lifecycle.escalation import EscalationInput, recommend_tier, reopen_signals
+from hitl.lifecycle.resources import LifecycleResources
+from hitl.ml.dataset import ticket_text
+from hitl.ml.predictor import Alternative
+from hitl.store.orm import Client, Ticket, utcnow
+
+MIN_RUNBOOK_SCORE = 0.3
+
+
+class Proposal(BaseModel):
+    head: str
+    value: str | None
+    confidence: float | None
+    alternatives: list[Alternative] = Field(default_factory=list)
+    model_version: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+def propose_triage(res: LifecycleResources, tickets: Sequence[Ticket]) -> dict[int, list[Proposal]]:
+    texts = [ticket_text(t.subject, t.body) for t in tickets]
+    out: dict[int, list[Proposal]] = {t.id: [] for t in tickets}
+    heads = [h for h in res.triage_heads if h in res.models]
+    if not heads:
+        for t in tickets:
+            out[t.id].append(
+                Proposal(
+                    head=res.triage_heads[0],
+                    value=None,
+                    confidence=None,
+                    details={"note": "no active model: train one with `hitl train --activate`"},
+                )
+            )
+        return out
+    for head in heads:
+        for ticket, prediction in zip(tickets, res.models[head].predict(texts), strict=True):
+            out[ticket.id].append(
+                Proposal(
+                    head=head,
+                    value=prediction.label,
+                    confidence=prediction.confidence,
+                    alternatives=prediction.alternatives,
+                    model_version=prediction.model_version,
+                )
+            )
+    return out
+
+
+def _recent_incidents(session: Session, client_id: int, ticket: Ticket) -> int:
+    since = ticket.created_at - timedelta(days=7)
+    return int(
+        session.execute(
+            select(func.count())
+            .select_from(Ticket)
+            .where(
+                Ticket.client_id == client_id,
+                Ticket.id != ticket.id,
+                Ticket.created_at >= since,
+                Ticket.created_at <= ticket.created_at,
+                Ticket.priority.in_(("critical", "high")),
+            )
+        ).scalar_one()
+    )
+
+
+def propose_escalation(
+    session: Session, tickets: Sequence[Ticket], priorities: dict[int, str | None]
+) -> dict[int, list[Proposal]]:
+    """`priorities` are the triage checkpoint's final priorities (the source's when triage had none)."""
+    now = utcnow()
+    out: dict[int, list[Proposal]] = {}
+    clients = {
+        c.id: c
+        for c in session.execute(
+            select(Client).where(Client.id.in_({t.client_id for t in tickets}))
+        ).scalars()
+    }
+    for t in tickets:
+        client = clients[t.client_id]
+        priority = priorities.get(t.id) or t.priority or "medium"
+        recommendation = recommend_tier(
+            EscalationInput(
+                priority=priority,
+                urgency=t.urgency,
+                impact=t.impact,
+                client_tier=client.tier,
+                sla_hours=float(client.sla_hours.get(priority, 24)),
+                created_at=t.created_at,
+                now=now,
+                reopen_signals=reopen_signals(t.subject, t.body),
+                recent_client_incidents=_recent_incidents(session, client.id, t),
+            )
+        )
+        out[t.id] = [
+            Proposal(
+                head="tier",
+                value=recommendation.tier,
+                confidence=recommendation.confidence,
+                details={
+                    "reasons": recommendation.reasons,
+                    "score": recommendation.score,
+                    "sla_deadline": recommendation.sla_deadline.isoformat(),
+                },
+            )
+        ]
+    return out
+
+
+def propose_remediation(
+    res: LifecycleResources, tickets: Sequence[Ticket], categories: dict[int, str | None]
+) -> dict[int, list[Proposal]]:
+    from hitl.remediation.matching import match_runbooks
+    from policies.runbooks import render_dry_run
+
+    out: dict[int, list[Proposal]] = {}
+    for t in tickets:
+        matches = (
+            [
+                m
+                for m in match_runbooks(t.subject, t.body, categories.get(t.id), res.runbooks)
+                if m.score >= MIN_RUNBOOK_SCORE
+            ]
+            if res.runbooks
+            else []
+        )
+        if not matches:
+            out[t.id] = [
+                Proposal(
+                    head="runbook",
+                    value="none",
+                    confidence=None,
+                    details={"note": "no runbook in the catalog matches this ticket"},
+                )
+            ]
+            continue
+        best = matches[0]
+        runbook = res.runbooks[best.runbook_id]
+        plan = (
+            render_dry_run(runbook, best.parameters)
+            if not best.missing
+            else [f"(parameters missing: {', '.join(best.missing)}; fill them in before approving)"]
+        )
+        out[t.id] = [
+            Proposal(
+                head="runbook",
+                value=best.runbook_id,
+                confidence=round(best.score, 4),
+                alternatives=[
+                    Alternative(label=m.runbook_id, probability=round(m.score, 4)) for m in matches[:3]
+                ],
+                details={
+                    "parameters": best.parameters,
+                    "missing": best.missing,
+                    "dry_run": plan,
+                    "risk": runbook.risk,
+                    "blast_radius": runbook.blast_radius,
+                    "required_approvers": runbook.required_approvers,
+                    "title": runbook.title,
+                },
+            )
+        ]
+    return out
+
+
+def propose_reply(
+    res: LifecycleResources, session: Session, tickets: Sequence[Ticket]
+) -> dict[int, list[Proposal]]:
+    out: dict[int, list[Proposal]] = {}
+    clients = {
+        c.id: c
+        for c in session.execute(
+            select(Client).where(Client.id.in_({t.client_id for t in tickets}))
+        ).scalars()
+    }
+    for t in tickets:
+        if res.reply_drafter is None:
+            out[t.id] = [
+                Proposal(
+                    head="reply",
+                    value=None,
+                    confidence=None,
+                    details={"note": "reply drafting is not configured"},
+                )
+            ]
+            continue
+        draft = res.reply_drafter(t, clients[t.client_id], session)
+        out[t.id] = [
+            Proposal(
+                head="reply",
+                value="send",
+                confidence=round(float(draft.confidence), 4),
+                details={
+                    "subject": draft.subject,
+                    "draft": draft.body,
+                    "sources": [s.model_dump() if hasattr(s, "model_dump") else s for s in draft.sources],
+                },
+            )
+        ]
+    return out

@@ -1,0 +1,66 @@
+"""Starting per-ticket lifecycle runs: only tickets that wait for a human get a run of their own
+(a run is a process start, ~2 s here); the rest finished in the batch path."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hitl.errors import HitlError
+
+DEPLOYMENT = "ticket-lifecycle/ticket-lifecycle"
+
+
+def start_lifecycle_runs(ticket_ids: Sequence[int]) -> dict[int, str]:
+    """One `ticket-lifecycle` deployment run per ticket; returns their flow run ids."""
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    started: dict[int, str] = {}
+    for ticket_id in ticket_ids:
+        try:
+            run = run_deployment(
+                DEPLOYMENT,
+                parameters={"ticket_id": ticket_id},
+                timeout=0,
+                as_subflow=False,
+                tags=["lifecycle", f"ticket-{ticket_id}"],
+            )
+        except ObjectNotFound as exc:
+            raise HitlError(f"deployment {DEPLOYMENT} is not registered: start `hitl serve` first") from exc
+        started[ticket_id] = str(run.id)
+    return started
+
+
+def cancel_waiting_run(flow_run_id: str) -> None:
+    """Cancel a suspended run whose checkpoint timed out: a late resume must not act."""
+    from uuid import UUID
+
+    from prefect import get_client
+    from prefect.states import Cancelled
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(flow_run_id))
+        if run.state is not None and run.state.is_paused():
+            client.set_flow_run_state(
+                UUID(flow_run_id), Cancelled(message="checkpoint timed out"), force=True
+            )
+
+
+def start_runs_for_waiting() -> dict[int, str]:
+    """Tickets waiting for a human with no run yet (ingested while no server ran) get one now."""
+    from sqlalchemy import select
+
+    from hitl.store.db import get_database
+    from hitl.store.orm import Decision
+
+    with get_database().session() as session:
+        ids = sorted(
+            set(
+                session.execute(
+                    select(Decision.ticket_id).where(
+                        Decision.status == "waiting", Decision.flow_run_id.is_(None)
+                    )
+                ).scalars()
+            )
+        )
+    return start_lifecycle_runs(ids) if ids else {}

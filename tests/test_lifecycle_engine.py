@@ -1,0 +1,294 @@
+"""The lifecycle engine without Prefect: batch path, routing, human answers, four-eyes,
+timeouts and idempotent replays, on SQLite and PostgreSQL, with real executors."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from hitl.audit import verify_chain
+from hitl.demo import generate_tickets
+from hitl.ingestion import pipeline as ingestion
+from hitl.lifecycle import engine
+from hitl.lifecycle.bootstrap import _reply_drafter
+from hitl.lifecycle.resources import LifecycleResources
+from hitl.ml.dataset import LabelledSet, label_of, ticket_text
+from hitl.ml.pipelines import PipelineSpec
+from hitl.ml.predictor import LoadedModel
+from hitl.ml.training import train
+from hitl.models import TicketRecord
+from hitl.remediation.executors import SubprocessExecutor, WebhookExecutor
+from hitl.settings import Settings
+from hitl.store.db import Database
+from hitl.store.orm import ActionExecution, AuditEvent, Decision, OutboxMessage, Review, Ticket, utcnow
+from hitl.store.policies import create_version, current_policy
+from policies.mappings import load_mapping
+from policies.runbooks import load_runbook_catalog
+
+FAST = PipelineSpec(char_ngram=None, C=10.0)
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, LoadedModel]:
+    records = generate_tickets(count=600, seed=11)
+    out = {}
+    for head in ("category", "priority"):
+        data = LabelledSet()
+        for r in records:
+            data.texts.append(ticket_text(r.subject, r.body))
+            data.labels.append(label_of(r, head) or "")
+        result = train(data, head, cv_folds=0, spec=FAST)
+        out[head] = LoadedModel(
+            version=f"{head}-test", head=head, pipeline=result.pipeline, classes=result.classes
+        )
+    return out
+
+
+class Rmm:
+    """A real HTTP server standing in for the RMM tool."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                outer.requests.append(
+                    {"path": self.path, "body": json.loads(self.rfile.read(length) or b"{}")}
+                )
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"ok": true}')
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture
+def rmm() -> Any:
+    server = Rmm()
+    yield server
+    server.server.shutdown()
+
+
+@pytest.fixture
+def res(
+    database: Database, settings: Settings, models: dict[str, LoadedModel], rmm: Rmm
+) -> LifecycleResources:
+    subprocess_executor = SubprocessExecutor(settings.effective_sandbox_dir)
+    webhook = WebhookExecutor(rmm.url)
+    return LifecycleResources(
+        db=database,
+        models=models,
+        runbooks=load_runbook_catalog(),
+        executor_for=lambda rb: webhook if rb.executor == "webhook" else subprocess_executor,
+        reply_drafter=_reply_drafter(settings),
+    )
+
+
+def ingest(database: Database, records: list[TicketRecord]) -> list[int]:
+    run_id = ingestion.open_run(database, "demo", "canonical", "test", None)
+    ctx = ingestion.IngestionContext(
+        db=database,
+        mapping=load_mapping("canonical"),
+        source="demo",
+        run_id=run_id,
+        default_client="unassigned",
+    )
+    outcome = ingestion.ingest_records(ctx, [_raw(i, r) for i, r in enumerate(records, 1)], "test")
+    return outcome.new_ids
+
+
+def _raw(i: int, record: TicketRecord) -> Any:
+    from hitl.ingestion.files import RawRecord
+
+    return RawRecord(i, None, "", data=record.model_dump(mode="json", exclude={"labels"}))
+
+
+def count(database: Database, model: type) -> int:
+    with database.session() as session:
+        return int(session.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+def test_batch_path_decides_and_waits(res: LifecycleResources, database: Database) -> None:
+    res.triage_heads = ("category",)  # demo priorities are random per category: no model can be sure of them
+    with database.session() as session:  # replies drafted from a nearly empty store are never sure either
+        _, policy = current_policy(session)
+        lenient = policy.model_copy(deep=True)
+        lenient.checkpoints["reply"].threshold = 0.0
+        create_version(session, lenient, "test", "let confident drafts go out in this test")
+    ids = ingest(database, generate_tickets(count=40, seed=3))
+    states = engine.advance(res, ids)
+    done = [t for t, s in states.items() if s.status is engine.StageStatus.DONE]
+    waiting = [t for t, s in states.items() if s.status is engine.StageStatus.NEEDS_HUMAN]
+    assert (
+        done
+        and waiting
+        and len(done) + len(waiting) + sum(s.status is engine.StageStatus.STOPPED for s in states.values())
+        == 40
+    )
+    with database.session() as session:
+        decisions = list(session.execute(select(Decision)).scalars())
+        assert {d.checkpoint for d in decisions} == {"triage", "escalation", "remediation", "reply"}
+        assert all(d.policy_version == 2 and d.threshold is not None for d in decisions)
+        assert all((d.route == "HUMAN") == (d.propensity == 1.0) for d in decisions)
+        for t in done:
+            ticket = session.get(Ticket, t)
+            assert (
+                ticket is not None and ticket.lifecycle_stage == "done" and ticket.tier in ("T1", "T2", "T3")
+            )
+        for t in waiting:
+            assert session.get(Ticket, t).status == "waiting"  # type: ignore[union-attr]
+        replies = session.execute(select(func.count()).select_from(OutboxMessage)).scalar_one()
+        assert replies >= len(done) - 5  # done tickets got a reply queued (unless a reviewer rejected)
+        assert verify_chain(session).ok
+    events = count(database, AuditEvent)
+    again = engine.advance(res, ids)  # a replay: nothing new is decided, sent or logged
+    assert {t: s.status for t, s in again.items()} == {t: s.status for t, s in states.items()}
+    assert count(database, AuditEvent) == events
+
+
+def _wait_at(res: LifecycleResources, database: Database, checkpoint: str, record: TicketRecord) -> int:
+    [ticket_id] = ingest(database, [record])
+    state = engine.advance(res, [ticket_id])[ticket_id]
+    assert state.status is engine.StageStatus.NEEDS_HUMAN and state.checkpoint == checkpoint, state
+    return ticket_id
+
+
+def _strict_triage(database: Database) -> None:
+    with database.session() as session:
+        _, policy = current_policy(session)
+        strict = policy.model_copy(deep=True)
+        strict.checkpoints["triage"].threshold = 0.999
+        strict.checkpoints["triage"].classes = {}
+        create_version(session, strict, "test", "every triage to a human")
+
+
+def test_override_with_reason_code_is_logged_and_applied(res: LifecycleResources, database: Database) -> None:
+    _strict_triage(database)
+    record = next(r for r in generate_tickets(count=50, seed=5) if r.category == "printer")
+    ticket_id = _wait_at(res, database, "triage", record)
+    refused = engine.record_answer(
+        res,
+        ticket_id,
+        "triage",
+        {"decision": "override", "category": "mailbox", "priority": record.priority, "reviewer": "alice"},
+    )
+    assert not refused.recorded and "override needs a reason code" in refused.problems
+    assert count(database, Review) == 0
+    answer = {
+        "decision": "override",
+        "category": "mailbox",
+        "priority": str(record.priority),
+        "reason_code": "wrong_category",
+        "comment": "it is about a shared mailbox",
+        "reviewer": "alice",
+    }
+    assert engine.record_answer(res, ticket_id, "triage", answer).recorded
+    assert engine.record_answer(res, ticket_id, "triage", answer).recorded  # a replay records nothing twice
+    with database.session() as session:
+        reviews = {r.final_value: r for r in session.execute(select(Review)).scalars()}
+        assert reviews["mailbox"].action == "override" and reviews["mailbox"].reason_code == "wrong_category"
+        assert reviews[str(record.priority)].action == "approve" and len(reviews) == 2
+        assert all(r.reviewer == "alice" and r.wait_seconds is not None for r in reviews.values())
+    engine.advance(res, [ticket_id])
+    with database.session() as session:
+        assert session.get(Ticket, ticket_id).assigned_queue == "mailbox"  # type: ignore[union-attr]
+        kinds = [e.kind for e in session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars()]
+        assert "review.refused" in kinds and "review.recorded" in kinds and verify_chain(session).ok
+
+
+def test_high_risk_remediation_needs_two_approvers_and_runs_once(
+    res: LifecycleResources, database: Database, rmm: Rmm
+) -> None:
+    record = TicketRecord(
+        external_id="FW-1",
+        client="Northgate Freight & Logistics",
+        subject="Please whitelist 203.0.113.7 on port 8443",
+        body="Our bank's SFTP gateway 203.0.113.7 must reach our server on TCP port 8443. "
+        "Please add an allow rule on the firewall.",
+        priority="medium",
+        category="firewall_change",
+    )
+    ticket_id = _wait_at(res, database, "triage", record)  # firewall changes need 0.95 at triage
+    with database.session() as session:
+        ai = {d.head: d.ai_value for d in session.execute(select(Decision)).scalars()}
+    changed = ai["category"] != "firewall_change"
+    answer = {
+        "decision": "override" if changed else "approve",
+        "category": "firewall_change",
+        "priority": ai["priority"],
+        "reason_code": "wrong_category" if changed else "none",
+        "reviewer": "alice",
+    }
+    assert engine.record_answer(res, ticket_id, "triage", answer).recorded
+    states = engine.advance(res, [ticket_id])
+    state = states[ticket_id]
+    while state.status is engine.StageStatus.NEEDS_HUMAN and state.checkpoint != "remediation":
+        assert engine.record_answer(
+            res, ticket_id, state.checkpoint, {"decision": "approve", "reviewer": "alice"}
+        )
+        state = engine.advance(res, [ticket_id])[ticket_id]
+    assert state.checkpoint == "remediation" and state.view is not None
+    assert state.view.approvals_needed == 2 and state.view.suggestions[0].ai_value == "firewall-allow-rule"
+    assert "203.0.113.7" in (state.view.details or "")
+    assert engine.record_answer(
+        res, ticket_id, "remediation", {"decision": "approve", "reviewer": "bob"}
+    ).recorded
+    state = engine.advance(res, [ticket_id])[ticket_id]
+    assert state.status is engine.StageStatus.NEEDS_HUMAN and state.view.approved_by == ["bob"]  # type: ignore[union-attr]
+    assert not rmm.requests  # one approval is not enough: nothing ran
+    same = engine.record_answer(res, ticket_id, "remediation", {"decision": "approve", "reviewer": "bob"})
+    assert same.recorded and count(database, Review) >= 1  # bob's replay, not a second approval
+    assert engine.advance(res, [ticket_id])[ticket_id].checkpoint == "remediation"
+    assert engine.record_answer(
+        res, ticket_id, "remediation", {"decision": "approve", "reviewer": "carol"}
+    ).recorded
+    engine.advance(res, [ticket_id])
+    engine.advance(res, [ticket_id])
+    assert [r["path"] for r in rmm.requests] == ["/firewall/config-backups", "/firewall/rules"]
+    with database.session() as session:
+        execution = session.execute(select(ActionExecution)).scalar_one()
+        assert execution.status == "succeeded" and sorted(execution.approved_by) == ["bob", "carol"]
+
+
+def test_timeout_marks_overdue_and_acts_on_nothing(res: LifecycleResources, database: Database) -> None:
+    _strict_triage(database)
+    ticket_id = _wait_at(res, database, "triage", generate_tickets(count=1, seed=8)[0])
+    assert engine.expire_overdue(res) == []  # not yet due
+    expired = engine.expire_overdue(res, now=utcnow() + timedelta(days=1))
+    assert [t for t, _ in expired] == [ticket_id]
+    with database.session() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None and ticket.status == "overdue" and ticket.assigned_queue == "escalation"
+    late = engine.record_answer(res, ticket_id, "triage", {"decision": "approve", "reviewer": "alice"})
+    assert late.stop and not late.recorded and "timed out" in late.problems[0]
+    assert engine.advance(res, [ticket_id])[ticket_id].status is engine.StageStatus.STOPPED
+    assert count(database, Review) == 0 and count(database, ActionExecution) == 0
+    assert count(database, OutboxMessage) == 0
+
+
+def test_escalate_stops_the_lifecycle(res: LifecycleResources, database: Database, tmp_path: Path) -> None:
+    _strict_triage(database)
+    ticket_id = _wait_at(res, database, "triage", generate_tickets(count=1, seed=9)[0])
+    assert engine.record_answer(
+        res, ticket_id, "triage", {"decision": "escalate", "reviewer": "dan"}
+    ).recorded
+    state = engine.advance(res, [ticket_id])[ticket_id]
+    assert state.status is engine.StageStatus.STOPPED and "escalat" in state.message
+    with database.session() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None and ticket.assigned_queue == "escalation" and ticket.status == "escalated"
