@@ -27,7 +27,7 @@ def ticket_lifecycle(ticket_id: int) -> str:
             answer = suspend_flow_run(
                 wait_for_input=form_class(state.view), key=key, timeout=int(state.timeout_seconds)
             )
-            result = record(ticket_id, checkpoint, answer.model_dump(exclude={"metadata"}))
+            result = record(ticket_id, checkpoint, answer.model_dump(exclude={"metadata"}), key)
             if result.stop:
                 return finish(ticket_id, "; ".join(result.problems))
             state = settle(ticket_id, checkpoint, result.problems)

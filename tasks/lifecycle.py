@@ -45,8 +45,8 @@ def settle(ticket_id: int, checkpoint: str, problems: list[str]) -> engine.Stage
 
 
 @task(name="record-answer", cache_policy=NO_CACHE)
-def record(ticket_id: int, checkpoint: str, answer: dict[str, Any]) -> engine.AnswerResult:
-    result = engine.record_answer(resources(), ticket_id, checkpoint, answer, flow_run.id)
+def record(ticket_id: int, checkpoint: str, answer: dict[str, Any], key: str) -> engine.AnswerResult:
+    result = engine.record_answer(resources(), ticket_id, checkpoint, answer, flow_run.id, key)
     if result.problems:
         get_run_logger().warning("answer not recorded: %s", "; ".join(result.problems))
     return result

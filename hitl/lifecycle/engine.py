@@ -106,6 +106,10 @@ def _route(
     route, reason, propensity = routed.route, routed.reason, routed.propensity
     if checkpoint == "remediation" and proposal.value == "none":
         route, reason, propensity = Route.AUTO, "no runbook matches: nothing to execute", 0.0
+    elif checkpoint == "remediation" and proposal.details.get("required_approvers", 1) > 1:
+        route, reason, propensity = Route.HUMAN, "high-risk runbook: two different approvers needed", 1.0
+    elif checkpoint == "remediation" and proposal.value not in (settings.autonomous_values or []):
+        route, reason, propensity = Route.HUMAN, "no autonomy granted to this runbook: a human approves", 1.0
     elif checkpoint == "remediation" and proposal.details.get("missing"):
         route, reason, propensity = (
             Route.HUMAN,
@@ -191,15 +195,18 @@ def propose_stage(res: LifecycleResources, ticket_ids: Sequence[int], checkpoint
         return {t: len(d) for t, d in _decisions(session, ticket_ids, checkpoint).items()}
 
 
+def _logged(session: Session, ticket_id: int, kind: str, key: str) -> bool:
+    """Whether an event of this kind was already written for this pause key (a replay)."""
+    bodies = session.execute(
+        select(AuditEvent.body).where(AuditEvent.ticket_id == ticket_id, AuditEvent.kind == kind)
+    ).scalars()
+    return any(json.loads(body)["data"].get("key") == key for body in bodies)
+
+
 def announce_waiting(res: LifecycleResources, state: StageState, key: str, flow_run_id: str | None) -> bool:
     """Record that a run waits under `key`; False when it was already recorded (a replay)."""
     with res.db.session() as session:
-        known = session.execute(
-            select(AuditEvent.body).where(
-                AuditEvent.ticket_id == state.ticket_id, AuditEvent.kind == "checkpoint.waiting"
-            )
-        ).scalars()
-        if any(json.loads(body)["data"].get("key") == key for body in known):
+        if _logged(session, state.ticket_id, "checkpoint.waiting", key):
             return False
         for decision_id in state.decision_ids:
             d = session.get(Decision, decision_id)
@@ -450,6 +457,7 @@ def record_answer(
     checkpoint: str,
     answer: dict[str, Any],
     flow_run_id: str | None = None,
+    key: str | None = None,
 ) -> AnswerResult:
     """Record an operator's answer, or say why it cannot be recorded (then nothing is written)."""
     reviewer = str(answer.get("reviewer") or "").strip()
@@ -475,13 +483,14 @@ def record_answer(
         view = build_view(res, session, ticket, checkpoint, decisions)
         verdict = check_review(view, answer)
         if isinstance(verdict, list):
-            append_event(
-                session,
-                kind="review.refused",
-                actor=reviewer or "unknown",
-                ticket_id=ticket_id,
-                data={"checkpoint": checkpoint, "problems": verdict},
-            )
+            if key is None or not _logged(session, ticket_id, "review.refused", key):
+                append_event(
+                    session,
+                    kind="review.refused",
+                    actor=reviewer or "unknown",
+                    ticket_id=ticket_id,
+                    data={"checkpoint": checkpoint, "problems": verdict, "key": key},
+                )
             return AnswerResult(recorded=False, problems=verdict)
         _store_verdict(session, ticket, decisions, view, verdict, flow_run_id)
     return AnswerResult(recorded=True)
