@@ -12,6 +12,8 @@ from hitl.lifecycle.engine import StageStatus
 from policies.checkpoint_policy import CHECKPOINTS
 from tasks.lifecycle import announce_waiting, finish, propose, record, settle
 
+BACKSTOP_S = 600  # the sweeper marks a checkpoint overdue at its deadline; Prefect fails the run 10 min later
+
 
 @flow(name="ticket-lifecycle", description="A ticket from triage to reply, with human checkpoints.")
 def ticket_lifecycle(ticket_id: int) -> str:
@@ -24,8 +26,10 @@ def ticket_lifecycle(ticket_id: int) -> str:
             key = f"{checkpoint}-{state.decision_ids[0]}-{attempt}"
             attempt += 1
             announce_waiting(state, key)
-            answer = suspend_flow_run(
-                wait_for_input=form_class(state.view), key=key, timeout=int(state.timeout_seconds)
+            answer = suspend_flow_run(  # Prefect's own expiry is only a backstop behind checkpoint-timeouts
+                wait_for_input=form_class(state.view),
+                key=key,
+                timeout=int(state.timeout_seconds) + BACKSTOP_S,
             )
             result = record(ticket_id, checkpoint, answer.model_dump(exclude={"metadata"}), key)
             if result.stop:

@@ -90,6 +90,14 @@ class Settings(BaseSettings):
         default=None, description="Bearer token for the RMM webhook; never logged."
     )
     reply_signature: str = Field(default="Your service desk", description="Signature under drafted replies.")
+    smtp_host: str | None = Field(
+        default=None, description="SMTP relay for outbox replies; unset: no sending."
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP port.")
+    smtp_sender: str | None = Field(default=None, description="From address of sent replies.")
+    smtp_username: str | None = Field(default=None, description="SMTP login (with HITL_SMTP_PASSWORD).")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password; never logged.")
+    smtp_starttls: bool = Field(default=True, description="Use STARTTLS on the SMTP connection.")
 
     @field_validator("timezone")
     @classmethod

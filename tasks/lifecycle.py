@@ -7,6 +7,7 @@ already made (Prefect reuses the persisted result; the decision rows make it ide
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -57,6 +58,7 @@ def announce_waiting(state: engine.StageState, key: str) -> None:
     """Once per pause key: an audit event and a Prefect event that automations can notify on."""
     if engine.announce_waiting(resources(), state, key, flow_run.id):
         emit_event(
+            id=uuid.uuid5(uuid.NAMESPACE_URL, f"hitl/{flow_run.id}/{key}/waiting"),  # replays dedupe
             event="hitl.checkpoint.waiting",
             resource={
                 "prefect.resource.id": f"hitl.ticket.{state.ticket_id}",

@@ -32,6 +32,7 @@ app.add_typer(ingest.demo_app, name="demo")
 app.add_typer(models.models_app, name="models")
 app.add_typer(lifecycle.audit_app, name="audit")
 app.add_typer(lifecycle.lifecycle_app, name="lifecycle")
+app.add_typer(lifecycle.outbox_app, name="outbox")
 
 
 def main() -> None:

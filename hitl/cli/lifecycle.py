@@ -103,22 +103,31 @@ def resume(
 
 
 def _resume(flow_run_id: str, answer: dict[str, Any]) -> None:
+    """Resume through the client and insist on ACCEPT: Prefect's helper returns quietly when a
+    concurrent resume won (ABORT), and that operator must be told their answer was not used."""
     from uuid import UUID
 
+    from prefect import get_client
+    from prefect.client.schemas.responses import SetStateStatus
     from prefect.exceptions import ObjectNotFound
-    from prefect.flow_runs import resume_flow_run
 
-    try:
-        resume_flow_run(UUID(flow_run_id), run_input=answer)
-    except ObjectNotFound as exc:
-        raise ResumeError(f"no flow run {flow_run_id} on the Prefect server") from exc
-    except Exception as exc:  # Prefect raises NotPausedError or RuntimeError on invalid input
-        name = type(exc).__name__
-        if name == "NotPausedError":
-            raise ResumeError(f"flow run {flow_run_id} is not waiting for input (already resumed?)") from exc
-        if isinstance(exc, RuntimeError):
+    with get_client(sync_client=True) as client:
+        try:
+            run = client.read_flow_run(UUID(flow_run_id))
+        except ObjectNotFound as exc:
+            raise ResumeError(f"no flow run {flow_run_id} on the Prefect server") from exc
+        if run.state is None or not run.state.is_paused():
+            state = run.state.name if run.state else "unknown"
+            raise ResumeError(f"flow run {flow_run_id} is not waiting for input (it is {state})")
+        try:
+            response = client.resume_flow_run(UUID(flow_run_id), run_input=answer)
+        except RuntimeError as exc:
             raise ResumeError(f"the flow run refused the input: {str(exc).splitlines()[0]}") from exc
-        raise
+    if response.status == SetStateStatus.ABORT:
+        raise ResumeError("another operator answered this checkpoint first; your answer was not used")
+    if response.status != SetStateStatus.ACCEPT:
+        reason = response.details.reason if hasattr(response.details, "reason") else response.status.value
+        raise ResumeError(f"the flow run could not be resumed: {reason}")
 
 
 @audit_app.command("show")
@@ -169,3 +178,72 @@ def lifecycle_start(ticket_id: int = typer.Argument(...)) -> None:
 
     started = start_lifecycle_runs([ticket_id])
     out.print(f"ticket {ticket_id}: flow run {started[ticket_id]}")
+
+
+outbox_app = typer.Typer(help="Client replies approved for sending.", no_args_is_help=True)
+
+
+@outbox_app.command("list")
+def outbox_list(json_output: bool = JSON_OPTION) -> None:
+    """Replies in the outbox, newest first, with how much the human changed the draft."""
+    from sqlalchemy import select
+
+    from hitl.store.orm import OutboxMessage
+
+    with get_database().session() as session:
+        rows = [
+            {
+                "id": m.id,
+                "ticket_id": m.ticket_id,
+                "status": m.status,
+                "to": m.to_address,
+                "subject": m.subject,
+                "edit_distance": m.edit_distance,
+                "approved_by": m.approved_by,
+                "created_at": m.created_at.isoformat(),
+            }
+            for m in session.execute(
+                select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(200)
+            ).scalars()
+        ]
+    if json_output:
+        print_json(rows)
+        return
+    table(
+        f"{len(rows)} message(s)",
+        ["id", "ticket", "status", "to", "edits", "approved by", "subject"],
+        [
+            [
+                r["id"],
+                r["ticket_id"],
+                r["status"],
+                r["to"],
+                r["edit_distance"],
+                r["approved_by"],
+                r["subject"][:50],
+            ]
+            for r in rows
+        ],
+    )
+
+
+@outbox_app.command("send")
+def outbox_send() -> None:
+    """Send queued replies through the SMTP relay in HITL_SMTP_HOST."""
+    from hitl.replies.smtp import SmtpSender
+
+    settings = get_settings()
+    if not settings.smtp_host or not settings.smtp_sender:
+        raise HitlError("set HITL_SMTP_HOST and HITL_SMTP_SENDER to send replies (the outbox keeps them)")
+    sender = SmtpSender(
+        settings.smtp_host,
+        settings.smtp_port,
+        settings.smtp_sender,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        starttls=settings.smtp_starttls,
+    )
+    report = sender.send_pending(get_database(settings))
+    out.print(f"sent {report.sent}, failed {report.failed}, deferred {report.deferred}")
+    if report.error:
+        raise HitlError(report.error)
