@@ -12,7 +12,8 @@ from hitl.settings import get_settings
 
 
 def main() -> None:
-    serve(*all_deployments(get_settings()))
+    settings = get_settings()
+    serve(*all_deployments(settings), pause_on_shutdown=False, limit=settings.runner_limit)
 
 
 if __name__ == "__main__":

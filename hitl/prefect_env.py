@@ -1,5 +1,5 @@
-"""Where the CLI's flows report to: a running Prefect server when one is configured, otherwise
-Prefect's embedded server with its database under HITL_HOME.
+"""Where the CLI's flows report to: the server in PREFECT_API_URL, else the one `hitl serve` runs
+on 127.0.0.1:4200 when it answers, else Prefect's embedded server with its data under HITL_HOME.
 
 Must run before `prefect` is imported, because Prefect reads its settings at import time.
 """
@@ -22,9 +22,23 @@ def configure_prefect(settings: Settings) -> str:
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
     os.environ.setdefault("PREFECT_LOGGING_LOG_PRINTS", "false")
     api_url = os.environ.get("PREFECT_API_URL")
+    if not api_url and _answers(LOCAL_SERVER):
+        api_url = os.environ["PREFECT_API_URL"] = LOCAL_SERVER  # `hitl serve` is running here: join it
     if api_url:
         return f"Prefect server at {api_url}"
     return f"embedded Prefect server (PREFECT_HOME={os.environ['PREFECT_HOME']})"
+
+
+LOCAL_SERVER = "http://127.0.0.1:4200/api"
+
+
+def _answers(api_url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{api_url}/health", timeout=0.3).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def quiet_shutdown() -> None:

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     rmm_token: SecretStr | None = Field(
         default=None, description="Bearer token for the RMM webhook; never logged."
     )
+    runner_limit: int = Field(
+        default=8, ge=1, le=200, description="Flow processes the runner starts at once (waiting runs: none)."
+    )
     reply_signature: str = Field(default="Your service desk", description="Signature under drafted replies.")
     smtp_host: str | None = Field(
         default=None, description="SMTP relay for outbox replies; unset: no sending."

@@ -25,6 +25,9 @@ class ResumeError(HitlError):
 
 
 def ui_url() -> str | None:
+    from hitl.prefect_env import configure_prefect
+
+    configure_prefect(get_settings())
     api = os.environ.get("PREFECT_API_URL")
     return api.rstrip("/").removesuffix("/api") if api else None
 
@@ -98,6 +101,9 @@ def resume(
     verdict = check_review(view, answer)
     if isinstance(verdict, list):
         raise ResumeError("; ".join(verdict))
+    from hitl.prefect_env import configure_prefect
+
+    configure_prefect(settings)
     _resume(flow_run_id, answer)
     out.print(f"resumed {flow_run_id}: {decision} by {reviewer} at the {view.checkpoint} checkpoint")
 
@@ -175,7 +181,9 @@ def audit_verify(json_output: bool = JSON_OPTION) -> None:
 def lifecycle_start(ticket_id: int = typer.Argument(...)) -> None:
     """Start (or continue) a ticket's lifecycle as a run of the ticket-lifecycle deployment."""
     from hitl.lifecycle.runs import start_lifecycle_runs
+    from hitl.prefect_env import configure_prefect
 
+    configure_prefect(get_settings())
     started = start_lifecycle_runs([ticket_id])
     out.print(f"ticket {ticket_id}: flow run {started[ticket_id]}")
 

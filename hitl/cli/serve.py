@@ -101,7 +101,9 @@ def serve(
             out.print(f"started lifecycle runs for {len(started)} waiting ticket(s)")
         ui = os.environ["PREFECT_API_URL"].removesuffix("/api")
         out.print(f"Prefect UI: {ui}  ·  approval queue: `hitl queue`  ·  Ctrl-C stops everything")
-        prefect_serve(*deployments)
+        # Schedules must survive a restart (Prefect pauses them on shutdown by default), and the
+        # runner starts at most HITL_RUNNER_LIMIT flow processes at once: waiting runs hold none.
+        prefect_serve(*deployments, pause_on_shutdown=False, limit=settings.runner_limit)
     finally:
         if server is not None:
             server.terminate()

@@ -12,7 +12,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import skops.io
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -59,6 +58,8 @@ def write_model_file(pipeline: object, folder: Path, version: str) -> tuple[Path
     target = folder / f"{version}.skops"
     fd, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{version}.", suffix=".tmp")
     os.close(fd)
+    import skops.io  # imported here: it takes seconds, and most processes never save a model
+
     try:
         skops.io.dump(pipeline, temp_name)
         os.replace(temp_name, target)
@@ -78,6 +79,8 @@ def load_model(row: ModelVersion, models_dir: Path) -> LoadedModel:
             f"model {row.version}: file {path} has SHA-256 {actual[:12]}..., the registry recorded "
             f"{row.sha256[:12]}...; refusing to load a file that was changed after training"
         )
+    import skops.io
+
     untrusted = skops.io.get_untrusted_types(file=path)
     unexpected = sorted(set(untrusted) - ALLOWED_TYPES)
     if unexpected:

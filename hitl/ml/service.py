@@ -7,14 +7,17 @@ import getpass
 import secrets
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
 from hitl.ml.dataset import LabelledSet
 from hitl.ml.predictor import LoadedModel
 from hitl.ml.registry import activate, active_versions, load_model, write_model_file
-from hitl.ml.training import TrainingResult
 from hitl.store.orm import ModelVersion, utcnow
+
+if TYPE_CHECKING:  # training pulls in scikit-learn: not needed to load or list models
+    from hitl.ml.training import TrainingResult
 
 
 def _strip_for_storage(pipeline: object) -> None:
