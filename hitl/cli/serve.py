@@ -5,6 +5,7 @@ with `--demo`, a demo batch ingested so that waiting checkpoints appear in the U
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -64,6 +65,10 @@ def _demo(settings: Settings) -> None:
     out.print(f"ingested: {report.stats.model_dump()}")
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @app.command()
 def serve(
     demo: bool = typer.Option(
@@ -76,6 +81,7 @@ def serve(
     from hitl.prefect_env import configure_prefect
 
     settings = get_settings()
+    signal.signal(signal.SIGTERM, _stop)  # a service manager's stop is a Ctrl-C: clean shutdown
     configure_prefect(settings)
     os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "1")  # resume -> next stage in ~3 s, not ~12 s
     server = None
