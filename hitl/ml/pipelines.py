@@ -1,10 +1,17 @@
 """The scikit-learn pipelines of the decision heads, described by data (a PipelineSpec) so the
-registry can record exactly what was trained. The chosen specs and the measurements behind them
-are in docs/model-selection.md.
+registry records exactly what was trained. docs/model-selection.md has the measurements behind
+the defaults: word 1-2-grams, word-prefix n-grams (a crude stemmer at the speed of the word
+analyzer) and a block of the ticket's opening words, into a linear SVM whose scores are
+calibrated by isotonic regression on inner folds.
+
+Every feature block is a plain TfidfVectorizer with a token regex, and the calibration splitter
+is replaced by a plain integer after fitting, so a saved model holds no project class: skops
+loads it with nothing but scikit-learn's own types.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
@@ -12,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
@@ -20,15 +28,16 @@ class PipelineSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     word_ngram_max: int = 2
-    char_ngram: tuple[int, int] | None = (2, 5)
-    min_df: int = 1
-    max_features: int | None = None
-    sublinear_tf: bool = True
-    classifier: Literal["logreg", "linear_svc"] = "logreg"
-    C: float = 10.0
+    word_min_df: int = 2
+    prefix_chars: int | None = 5  # word-prefix n-grams; None: off
+    head_chars: int | None = 40  # a block of the words that start in the first N characters; None: off
+    char_ngram: tuple[int, int] | None = None  # character n-grams (slow; measured, not chosen)
+    classifier: Literal["logreg", "linear_svc"] = "linear_svc"
+    C: float = 0.3
     class_weight: Literal["balanced"] | None = None
-    calibration: Literal["none", "sigmoid", "isotonic"] = "none"
+    calibration: Literal["none", "sigmoid", "isotonic"] = "isotonic"
     calibration_folds: int = 3
+    calibration_ensemble: bool = True  # one calibrated SVM per inner fold, averaged (measured better)
 
 
 DEFAULT_SPEC = PipelineSpec()
@@ -39,33 +48,95 @@ def spec_for_head(head: str) -> PipelineSpec:
     return HEAD_SPECS.get(head, DEFAULT_SPEC)
 
 
-def build_pipeline(spec: PipelineSpec, seed: int = 0) -> Pipeline:
-    features: list[tuple[str, Any]] = [
+class RareAlwaysTrainKFold:
+    """Inner calibration folds where classes rarer than the fold count stay in every training part:
+    ticket data has queues with one or two tickets, which plain stratified folds cannot split.
+    (No `n_splits` attribute on purpose: CalibratedClassifierCV would then demand K members per class.)"""
+
+    def __init__(self, folds: int = 3, seed: int = 0) -> None:
+        self.folds, self.seed = folds, seed
+
+    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
+        return self.folds
+
+    def split(self, X: Any, y: Any, groups: Any = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        labels = np.asarray(y)
+        _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        rare = counts[inverse] < self.folds
+        common, always = np.flatnonzero(~rare), np.flatnonzero(rare)
+        splitter = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)
+        for train, test in splitter.split(common, labels[common]):
+            yield np.sort(np.concatenate([common[train], always])), common[test]
+
+
+class PooledStratifiedKFold(RareAlwaysTrainKFold):
+    """A partition (every ticket in exactly one test fold, as `ensemble=False` needs), stratified
+    with all classes rarer than the fold count pooled into one stratum."""
+
+    def split(self, X: Any, y: Any, groups: Any = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        labels = np.asarray(y)
+        _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        strata = np.where(counts[inverse] < self.folds, -1, inverse)
+        yield from StratifiedKFold(self.folds, shuffle=True, random_state=self.seed).split(labels, strata)
+
+
+def _features(spec: PipelineSpec) -> FeatureUnion:
+    blocks: list[tuple[str, Any]] = [
         (
             "word",
             TfidfVectorizer(
                 ngram_range=(1, spec.word_ngram_max),
-                min_df=spec.min_df,
-                max_features=spec.max_features,
-                sublinear_tf=spec.sublinear_tf,
+                min_df=spec.word_min_df,
+                sublinear_tf=True,
                 dtype=np.float64,
             ),
-        )
+        ),
     ]
+    if spec.prefix_chars:
+        blocks.append(
+            (
+                "prefix",
+                TfidfVectorizer(
+                    ngram_range=(1, 2),
+                    min_df=2,
+                    sublinear_tf=True,
+                    dtype=np.float64,
+                    token_pattern=rf"\b\w{{2,{spec.prefix_chars}}}",
+                ),
+            )
+        )
+    if spec.head_chars:
+        n = spec.head_chars  # first alternative: a token with fewer than n characters before it; the
+        # second swallows the rest in one match whose empty capture is the only stop word (fast).
+        blocks.append(
+            (
+                "head",
+                TfidfVectorizer(
+                    ngram_range=(1, 2),
+                    sublinear_tf=True,
+                    dtype=np.float64,
+                    token_pattern=rf"(?<![\s\S]{{{n}}})\b(\w\w+)\b|(?<=[\s\S]{{{n}}})[\s\S]+",
+                    stop_words=[""],
+                ),
+            )
+        )
     if spec.char_ngram:
-        features.append(
+        blocks.append(
             (
                 "char",
                 TfidfVectorizer(
                     analyzer="char_wb",
                     ngram_range=spec.char_ngram,
-                    min_df=spec.min_df,
-                    max_features=spec.max_features,
-                    sublinear_tf=spec.sublinear_tf,
+                    min_df=2,
+                    sublinear_tf=True,
                     dtype=np.float64,
                 ),
             )
         )
+    return FeatureUnion(blocks)
+
+
+def build_pipeline(spec: PipelineSpec, seed: int = 0) -> Pipeline:
     classifier: Any
     if spec.classifier == "logreg":
         classifier = LogisticRegression(
@@ -74,5 +145,20 @@ def build_pipeline(spec: PipelineSpec, seed: int = 0) -> Pipeline:
     else:
         classifier = LinearSVC(C=spec.C, class_weight=spec.class_weight, random_state=seed)
     if spec.calibration != "none":
-        classifier = CalibratedClassifierCV(classifier, method=spec.calibration, cv=spec.calibration_folds)
-    return Pipeline([("features", FeatureUnion(features)), ("classifier", classifier)])
+        classifier = CalibratedClassifierCV(
+            classifier,
+            method=spec.calibration,
+            cv=(RareAlwaysTrainKFold if spec.calibration_ensemble else PooledStratifiedKFold)(
+                spec.calibration_folds, seed
+            ),
+            ensemble=spec.calibration_ensemble,
+        )
+    return Pipeline([("features", _features(spec)), ("classifier", classifier)])
+
+
+def portable(pipeline: Pipeline) -> Pipeline:
+    """After fitting: the splitter object is only needed to fit; an int keeps the file plain sklearn."""
+    classifier = pipeline.named_steps["classifier"]
+    if isinstance(classifier, CalibratedClassifierCV) and not isinstance(classifier.cv, int):
+        classifier.cv = classifier.cv.get_n_splits()
+    return pipeline

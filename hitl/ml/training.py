@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from hitl.ml.dataset import LabelledSet
 from hitl.ml.metrics import EvaluationMetrics, ReliabilityBin, classification_report, reliability_bins
-from hitl.ml.pipelines import PipelineSpec, build_pipeline, spec_for_head
+from hitl.ml.pipelines import PipelineSpec, build_pipeline, portable, spec_for_head
 from hitl.ml.predictor import LoadedModel
 
 
@@ -85,7 +85,7 @@ def train(
         bins = reliability_bins(proba.max(axis=1), predicted == np.asarray(data.labels))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class")
-        pipeline = build_pipeline(spec, seed).fit(data.texts, data.labels)
+        pipeline = portable(build_pipeline(spec, seed).fit(data.texts, data.labels))
     return TrainingResult(
         pipeline=pipeline,
         classes=[str(c) for c in pipeline.classes_],
