@@ -13,10 +13,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hitl.errors import ConfigError
+from hitl.yamlfile import read_yaml
 
 DEFAULT_FILE = Path(__file__).with_name("checkpoints.yaml")
 CHECKPOINTS = ("triage", "escalation", "remediation", "reply")
@@ -171,8 +171,4 @@ def parse_policy(document: Any, origin: str) -> PolicyDocument:
 
 
 def load_policy_file(path: Path = DEFAULT_FILE) -> PolicyDocument:
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read policy file {path}: {str(exc).splitlines()[0]}") from exc
-    return parse_policy(document, str(path))
+    return parse_policy(read_yaml(path, "the checkpoint policy"), str(path))

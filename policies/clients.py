@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from hitl.errors import ConfigError
 from hitl.models import ClientSpec
+from hitl.yamlfile import read_yaml
 
 DEFAULT_CATALOG = Path(__file__).with_name("clients.yaml")
 
@@ -31,18 +31,7 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the client catalog: {_one_line(str(exc))}") from exc
-    try:
-        return yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {_one_line(exc.problem or str(exc))}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {_one_line(str(exc))}") from exc
+    return read_yaml(path, "the client catalog")
 
 
 def load_client_catalog(path: Path | None = None) -> dict[str, ClientSpec]:

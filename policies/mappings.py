@@ -10,11 +10,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hitl.errors import ConfigError, UnknownMappingError
 from hitl.models import TicketRecord
+from hitl.yamlfile import read_yaml
 
 BUILTIN_DIR = Path(__file__).with_name("mappings")
 _TARGETS = frozenset(TicketRecord.model_fields) - {"labels"}
@@ -123,10 +123,7 @@ def load_mapping(name: str, extra_dir: Path | None = None) -> ColumnMapping:
 
 
 def parse_mapping_file(path: Path) -> ColumnMapping:
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read mapping file {path}: {str(exc).splitlines()[0]}") from exc
+    document = read_yaml(path, "the mapping file")
     if not isinstance(document, dict):
         raise ConfigError(f"mapping file {path} must hold a YAML mapping (name, source, fields, ...)")
     try:

@@ -21,7 +21,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -33,6 +32,7 @@ from pydantic import (
 )
 
 from hitl.errors import ConfigError, HitlError
+from hitl.yamlfile import read_yaml
 
 BUILTIN_DIR = Path(__file__).with_name("runbooks")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -400,16 +400,7 @@ def render_dry_run(runbook: Runbook, params: Mapping[str, Any]) -> list[str]:
 
 
 def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the runbook: {_one_line(str(exc))}") from exc
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {_one_line(exc.problem or str(exc))}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {_one_line(str(exc))}") from exc
+    return read_yaml(path, "the runbook")
 
 
 def _first_error(exc: ValidationError) -> str:

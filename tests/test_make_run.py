@@ -14,17 +14,16 @@ from hitl.store.orm import Ticket
 from .support import ROOT
 
 
-def test_demo_run_on_the_embedded_default(tmp_path: Path) -> None:
+def demo_run(home: Path) -> subprocess.CompletedProcess[str]:
+    """`hitl demo run` with no Prefect server configured and every setting at its default."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "HITL_"))}
-    env["HITL_HOME"] = str(tmp_path / "var")
-    result = subprocess.run(
-        [sys.executable, "-m", "hitl.cli", "demo", "run"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-        env=env,
-    )
+    env["HITL_HOME"] = str(home)
+    command = [sys.executable, "-m", "hitl.cli", "demo", "run"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+
+
+def test_demo_run_on_the_embedded_default(tmp_path: Path) -> None:
+    result = demo_run(tmp_path / "var")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "60 new ticket(s) by client" in result.stdout
     assert "Traceback" not in result.stderr and "ERROR" not in result.stderr, result.stderr[-3000:]
@@ -35,13 +34,6 @@ def test_demo_run_on_the_embedded_default(tmp_path: Path) -> None:
         assert conn.execute(select(func.count()).select_from(Ticket)).scalar_one() == 60
     engine.dispose()
 
-    again = subprocess.run(
-        [sys.executable, "-m", "hitl.cli", "demo", "run"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-        env=env,
-    )
+    again = demo_run(tmp_path / "var")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "60 new ticket(s)" not in again.stdout  # the same seed again changes nothing

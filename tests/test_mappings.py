@@ -79,5 +79,5 @@ def test_unknown_and_broken_mappings(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"fields must map \['body'\]"):
         load_mapping("nobody", tmp_path)
     (tmp_path / "junk.yaml").write_text("name: [unclosed\n")
-    with pytest.raises(ConfigError, match="cannot read mapping file"):
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
         load_mapping("junk", tmp_path)

@@ -29,6 +29,11 @@ class Proposal(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
+def _clients(session: Session, tickets: Sequence[Ticket]) -> dict[int, Client]:
+    ids = {t.client_id for t in tickets}
+    return {c.id: c for c in session.execute(select(Client).where(Client.id.in_(ids))).scalars()}
+
+
 def propose_triage(res: LifecycleResources, tickets: Sequence[Ticket]) -> dict[int, list[Proposal]]:
     texts = [ticket_text(t.subject, t.body) for t in tickets]
     out: dict[int, list[Proposal]] = {t.id: [] for t in tickets}
@@ -81,12 +86,7 @@ def propose_escalation(
     """`priorities` are the triage checkpoint's final priorities (the source's when triage had none)."""
     now = utcnow()
     out: dict[int, list[Proposal]] = {}
-    clients = {
-        c.id: c
-        for c in session.execute(
-            select(Client).where(Client.id.in_({t.client_id for t in tickets}))
-        ).scalars()
-    }
+    clients = _clients(session, tickets)
     for t in tickets:
         client = clients[t.client_id]
         priority = priorities.get(t.id) or t.priority or "medium"
@@ -178,12 +178,7 @@ def propose_reply(
     res: LifecycleResources, session: Session, tickets: Sequence[Ticket]
 ) -> dict[int, list[Proposal]]:
     out: dict[int, list[Proposal]] = {}
-    clients = {
-        c.id: c
-        for c in session.execute(
-            select(Client).where(Client.id.in_({t.client_id for t in tickets}))
-        ).scalars()
-    }
+    clients = _clients(session, tickets)
     for t in tickets:
         if res.reply_drafter is None:
             out[t.id] = [

@@ -17,11 +17,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import policies
 from hitl.errors import ConfigError
+from hitl.yamlfile import read_yaml
 
 DEFAULT_TEMPLATES_PATH = Path(policies.__file__).with_name("reply_templates.yaml")
 DEFAULT_TEMPLATE = "default"
@@ -181,16 +181,7 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def _read(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the reply templates: {_one_line(str(exc))}") from exc
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {_one_line(exc.problem or str(exc))}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {_one_line(str(exc))}") from exc
+    return read_yaml(path, "the reply templates")
 
 
 def load_reply_templates(path: Path | None = None) -> ReplyTemplates:
