@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 from sqlalchemy import select
@@ -29,6 +30,8 @@ ALLOWED_TYPES = frozenset(
         "scipy.sparse._csr.csr_matrix",
         "sklearn.calibration._CalibratedClassifier",
         "sklearn.calibration._SigmoidCalibration",
+        "sklearn.calibration._TemperatureScaling",
+        "sklearn.utils._bunch.Bunch",
         "sklearn.feature_extraction.text.TfidfTransformer",
         "sklearn.feature_extraction.text.TfidfVectorizer",
         "sklearn.pipeline.FeatureUnion",
@@ -61,7 +64,8 @@ def write_model_file(pipeline: object, folder: Path, version: str) -> tuple[Path
     import skops.io  # imported here: it takes seconds, and most processes never save a model
 
     try:
-        skops.io.dump(pipeline, temp_name)
+        # the vocabularies go into skops' JSON schema: deflate shrinks a model file about tenfold
+        skops.io.dump(pipeline, temp_name, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
         os.replace(temp_name, target)
     finally:
         if os.path.exists(temp_name):
