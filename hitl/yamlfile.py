@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from hitl.errors import ConfigError
 
@@ -27,3 +28,10 @@ def read_yaml(path: Path, what: str) -> Any:
         raise ConfigError(f"{path}: not valid YAML{where}: {one_line(exc.problem or exc)}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {one_line(exc)}") from exc
+
+
+def first_problem(exc: ValidationError) -> str:
+    """`where: what` of the first validation error: one fix at a time keeps the message on one line."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    return f"{where}: {one_line(first['msg']).removeprefix('Value error, ')}"

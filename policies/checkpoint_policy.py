@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hitl.errors import ConfigError
-from hitl.yamlfile import read_yaml
+from hitl.yamlfile import first_problem, read_yaml
 
 DEFAULT_FILE = Path(__file__).with_name("checkpoints.yaml")
 CHECKPOINTS = ("triage", "escalation", "remediation", "reply")
@@ -165,9 +165,7 @@ def parse_policy(document: Any, origin: str) -> PolicyDocument:
     try:
         return PolicyDocument.model_validate(document)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ConfigError(f"{origin}: {where}: {first['msg'].removeprefix('Value error, ')}") from exc
+        raise ConfigError(f"{origin}: {first_problem(exc)}") from exc
 
 
 def load_policy_file(path: Path = DEFAULT_FILE) -> PolicyDocument:

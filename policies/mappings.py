@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hitl.errors import ConfigError, UnknownMappingError
 from hitl.models import TicketRecord
-from hitl.yamlfile import read_yaml
+from hitl.yamlfile import first_problem, read_yaml
 
 BUILTIN_DIR = Path(__file__).with_name("mappings")
 _TARGETS = frozenset(TicketRecord.model_fields) - {"labels"}
@@ -129,6 +129,4 @@ def parse_mapping_file(path: Path) -> ColumnMapping:
     try:
         return ColumnMapping.model_validate(document)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ConfigError(f"invalid mapping file {path}: {where}: {first['msg']}") from exc
+        raise ConfigError(f"invalid mapping file {path}: {first_problem(exc)}") from exc
