@@ -159,3 +159,16 @@ def test_invalid_setting_is_one_line(tmp_path: Path) -> None:
     )
     result = run_cli("tickets", "list", env={"HITL_TIMEZONE": "Mars/Olympus", "HITL_HOME": str(tmp_path)})
     assert "error: invalid setting HITL_TIMEZONE: unknown time zone 'Mars/Olympus'" in result.stderr
+
+
+def test_policy_history_and_rollback(settings: Settings) -> None:
+    shown = json.loads(run_cli("policy", "show", "--json").stdout)
+    assert shown["version"] == 1 and shown["checkpoints"]["triage"]["threshold"] == 0.8
+    refused = run_cli("policy", "rollback", "7", "--reviewer", "ana", "--reason", "test")
+    assert refused.returncode == 1 and "no policy version 7" in refused.stderr
+    rolled = run_cli("policy", "rollback", "1", "--reviewer", "ana", "--reason", "back to the file")
+    assert rolled.returncode == 0 and "policy version 2 is in force" in rolled.stdout
+    history = json.loads(run_cli("policy", "history", "--json").stdout)
+    assert [(h["version"], h["created_by"]) for h in history] == [(2, "ana"), (1, "system")]
+    assert "rollback to v1: back to the file" in history[0]["reason"]
+    assert run_cli("audit", "verify").returncode == 0
