@@ -4,14 +4,15 @@ runbook (once, under its idempotency key), queue the reply. Each effect is safe 
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from hitl.audit import append_event
 from hitl.errors import HitlError
 from hitl.lifecycle.resources import LifecycleResources
-from hitl.store.orm import Client, Decision, Review, Ticket, utcnow
+from hitl.store.orm import Decision, Review, Ticket, utcnow
 
 
-def _approvers(session, decision: Decision) -> list[str]:  # type: ignore[no-untyped-def]
+def _approvers(session: Session, decision: Decision) -> list[str]:
     reviews = session.execute(select(Review).where(Review.decision_id == decision.id)).scalars()
     names = [r.reviewer for r in reviews if r.action in ("approve", "override")]
     return names or ["policy:auto"]
@@ -37,12 +38,12 @@ def apply_checkpoint(
             elif checkpoint == "escalation" and d.final_value in ("T1", "T2", "T3"):
                 ticket.tier = d.final_value
             elif checkpoint == "reply" and d.final_value == "send":
-                _queue_reply(res, session, ticket, d)
+                _queue_reply(session, ticket, d)
             ticket.lifecycle_stage = checkpoint
             d.status = "applied"
 
 
-def _queue_reply(res: LifecycleResources, session, ticket: Ticket, d: Decision) -> None:  # type: ignore[no-untyped-def]
+def _queue_reply(session: Session, ticket: Ticket, d: Decision) -> None:
     from hitl.replies.outbox import queue_reply
 
     draft = str(d.details.get("draft", ""))
@@ -122,6 +123,3 @@ def _apply_remediation(res: LifecycleResources, ticket_id: int, decision_id: int
         ticket.lifecycle_stage = "remediation"
         d.status = "applied"
         d.details = {**d.details, "execution_status": outcome.status, "executed_at": utcnow().isoformat()}
-
-
-__all__ = ["Client", "apply_checkpoint"]

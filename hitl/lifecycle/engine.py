@@ -21,13 +21,13 @@ from sqlalchemy.orm import Session
 from hitl.audit import append_event
 from hitl.checkpoints import CheckpointView, Suggestion, TicketView, Verdict, check_review
 from hitl.lifecycle import proposals
-from hitl.lifecycle.resources import PRIORITIES, LifecycleResources
+from hitl.lifecycle.effects import apply_checkpoint
+from hitl.lifecycle.resources import LifecycleResources
 from hitl.ml.predictor import Alternative
 from hitl.store.orm import AuditEvent, Client, Decision, Review, Ticket, utcnow
 from hitl.store.policies import current_policy
 from policies.checkpoint_policy import CHECKPOINTS, PolicyDocument, Route, audit_draw, route_decision
 
-RESOLVED = ("auto", "decided", "applied")
 AI_ACTOR = "ai"
 
 
@@ -434,8 +434,6 @@ def settle(
             )
         pending_action = [d.id for d in decisions if d.status != "applied"]
     if pending_action:
-        from hitl.lifecycle.effects import apply_checkpoint
-
         apply_checkpoint(res, ticket_id, checkpoint, pending_action)
     return StageState(ticket_id=ticket_id, status=StageStatus.DONE, checkpoint=checkpoint)
 
@@ -606,16 +604,3 @@ def expire_overdue(res: LifecycleResources, now: Any = None) -> list[tuple[int, 
                     },
                 )
     return expired
-
-
-__all__ = [
-    "PRIORITIES",
-    "RESOLVED",
-    "AnswerResult",
-    "StageState",
-    "StageStatus",
-    "advance",
-    "expire_overdue",
-    "record_answer",
-    "settle",
-]

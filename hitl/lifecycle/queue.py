@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -64,15 +64,9 @@ def approval_queue(session: Session, ui_url: str | None) -> list[QueueItem]:
             why=decision.reason,
             waiting_minutes=(now - decision.created_at).total_seconds() / 60,
             deadline=decision.deadline or now,
-            sla_deadline=ticket.created_at + _hours(sla_hours),
+            sla_deadline=ticket.created_at + timedelta(hours=sla_hours),
         )
     return sorted(items.values(), key=lambda i: (i.deadline, i.ticket_id))
-
-
-def _hours(hours: float):  # type: ignore[no-untyped-def]
-    from datetime import timedelta
-
-    return timedelta(hours=hours)
 
 
 def waiting_view(session: Session, settings: Settings, flow_run_id: str) -> CheckpointView:
