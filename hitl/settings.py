@@ -97,6 +97,14 @@ class Settings(BaseSettings):
         default=None, description="SMTP relay for outbox replies; unset: no sending."
     )
     smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP port.")
+    reports_dir: Path | None = Field(
+        default=None, description="Where threshold-review reports go; unset means <home>/reports."
+    )
+    review_window_days: int = Field(
+        default=180,
+        ge=1,
+        description="Evidence the threshold review pools by default: the last N days of decisions.",
+    )
     smtp_sender: str | None = Field(default=None, description="From address of sent replies.")
     smtp_username: str | None = Field(default=None, description="SMTP login (with HITL_SMTP_PASSWORD).")
     smtp_password: SecretStr | None = Field(default=None, description="SMTP password; never logged.")
@@ -120,6 +128,10 @@ class Settings(BaseSettings):
     @property
     def effective_models_dir(self) -> Path:
         return self.models_dir or self.home / "models"
+
+    @property
+    def effective_reports_dir(self) -> Path:
+        return self.reports_dir or self.home / "reports"
 
     @property
     def effective_sandbox_dir(self) -> Path:

@@ -12,7 +12,7 @@ import sys
 import click
 import typer
 
-from hitl.cli import ingest, lifecycle, models, policy, serve, store
+from hitl.cli import decisions, ingest, lifecycle, models, policy, serve, store
 from hitl.cli.common import err, fail_line
 from hitl.errors import HitlError
 
@@ -34,6 +34,7 @@ app.add_typer(lifecycle.audit_app, name="audit")
 app.add_typer(lifecycle.lifecycle_app, name="lifecycle")
 app.add_typer(lifecycle.outbox_app, name="outbox")
 app.add_typer(policy.policy_app, name="policy")
+app.add_typer(decisions.decisions_app, name="decisions")
 
 
 def main() -> None:

@@ -109,6 +109,7 @@ class Ticket(Base):
     assigned_queue: Mapped[str | None] = mapped_column(String(200))
     lifecycle_stage: Mapped[str | None] = mapped_column(String(30))
     overdue_at: Mapped[datetime | None]
+    reopened_at: Mapped[datetime | None]  # first time the source reopened it after resolved/closed
 
 
 class SourceCursor(Base):

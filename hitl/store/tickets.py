@@ -3,6 +3,10 @@
 The content hash decides: same hash, nothing is written; new hash, the row is updated. The
 INSERT uses ON CONFLICT DO NOTHING on SQLite and PostgreSQL, so two ingestions of overlapping
 files at once can never create a duplicate, and each ticket is counted as inserted only once.
+
+A resolved or closed ticket that the source sends back as open or waiting gets `reopened_at`
+(the first time only): the threshold review reads it as implicit evidence that an automated
+decision on the ticket was wrong, even when nobody reviewed that decision.
 """
 
 from __future__ import annotations
@@ -12,13 +16,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, func, insert, select, update
+from sqlalchemy import Insert, and_, case, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hitl.models import TicketRecord, TicketStatus
-from hitl.store.orm import Client, Ticket, utcnow
+from hitl.store.orm import Client, Ticket, UTCDateTime, utcnow
+
+# `new` is not here: it is also what a source without a status column gives, and the update keeps
+# the stored status for it, so counting it would flag tickets that stay resolved.
+_REOPENING = frozenset({TicketStatus.open, TicketStatus.waiting})
+_DONE = (TicketStatus.resolved.value, TicketStatus.closed.value)
 
 
 @dataclass(frozen=True)
@@ -116,6 +125,14 @@ def upsert_tickets(
         values.pop("ingested_at")
         if item.record.status is TicketStatus.new:
             values.pop("status")  # the source said nothing new: keep the lifecycle's status
+        elif item.record.status in _REOPENING:  # decided in SQL against the stored status: no race
+            values["reopened_at"] = case(
+                (
+                    and_(Ticket.status.in_(_DONE), Ticket.reopened_at.is_(None)),
+                    literal(now, UTCDateTime()),
+                ),
+                else_=Ticket.reopened_at,
+            )
         changed = session.execute(
             update(Ticket)
             .where(Ticket.id == ticket_id, Ticket.content_hash != item.content_hash)

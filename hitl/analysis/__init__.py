@@ -1,0 +1,1 @@
+"""Override mining and threshold recommendation: the analysts' side of the product."""

@@ -1,0 +1,226 @@
+"""The threshold review, end to end: which decisions count, which groups get a verdict, and what
+threshold each group's evidence supports.
+
+Groups: each checkpoint as a whole, then each predicted class and each client with enough
+reviewed decisions. A checkpoint-wide verdict only speaks for decisions governed by the
+checkpoint-wide threshold, so classes and clients with their own threshold override are left out
+of it (they get their own verdict).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hitl.analysis.calibration import calibration_drift
+from hitl.analysis.evidence import Evidence, ThresholdCurve, candidate_grid, threshold_curve
+from hitl.analysis.models import CalibrationDrift, Recommendation, ReviewParams, ReviewResult
+from hitl.analysis.recommend import decide
+from hitl.errors import ConfigError
+from policies.checkpoint_policy import CHECKPOINTS, PolicyDocument
+
+
+@dataclass(frozen=True)
+class Group:
+    key: str
+    checkpoint: str
+    label: str | None
+    client: str | None
+    current: float
+    target: float
+    mask: np.ndarray = field(repr=False)
+
+
+@dataclass
+class Analysis:
+    """Everything the report draws: the verdicts and the curves behind them."""
+
+    recommendations: list[Recommendation]
+    curves: dict[str, ThresholdCurve]
+    groups: list[Group]
+    drift: list[CalibrationDrift]
+    log: pd.DataFrame
+    since: datetime
+    until: datetime
+
+
+def group_key(checkpoint: str, label: str | None = None, client: str | None = None) -> str:
+    if label is not None:
+        return f"{checkpoint}/class:{label}"
+    if client is not None:
+        return f"{checkpoint}/client:{client}"
+    return checkpoint
+
+
+def evidence_of(log: pd.DataFrame, mask: np.ndarray) -> Evidence:
+    part = log[mask]
+    return Evidence(
+        confidence=part["confidence"].to_numpy(dtype=float),
+        propensity=part["propensity"].to_numpy(dtype=float),
+        reviewed=part["reviewed"].to_numpy(dtype=bool),
+        correct=part["correct"].to_numpy(dtype=bool),
+        reopened=part["reopened"].to_numpy(dtype=bool),
+    )
+
+
+def window(
+    log: pd.DataFrame, params: ReviewParams, now: datetime, days: int
+) -> tuple[pd.DataFrame, datetime, datetime]:
+    """The decisions in [since, until): by default the last `days` days up to now (the database)
+    or up to the newest decision (a CSV from elsewhere, which may be old)."""
+    until = params.until or now
+    since = params.since or until - timedelta(days=days)
+    if since >= until:
+        raise ConfigError(f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})")
+    stamps = log["decided_at"]
+    return log[(stamps >= pd.Timestamp(since)) & (stamps < pd.Timestamp(until))], since, until
+
+
+def _latest_threshold(frame: pd.DataFrame) -> float:
+    return float(frame["threshold"].iloc[int(np.argmax(frame["decided_at"].to_numpy()))])
+
+
+def _target(checkpoint: str, label: str | None, client: str | None, params: ReviewParams,
+            policy: PolicyDocument | None) -> float:  # fmt: skip
+    if checkpoint in params.target_error:
+        return params.target_error[checkpoint]
+    if policy is not None and checkpoint in policy.checkpoints:
+        return policy.effective(checkpoint, label, client).target_error
+    raise ConfigError(f"no target error for checkpoint {checkpoint!r}: pass --target-error {checkpoint}=RATE")
+
+
+def _overridden(policy: PolicyDocument | None, checkpoint: str) -> tuple[set[str], set[str]]:
+    """Classes and clients of this checkpoint whose threshold the policy sets separately."""
+    if policy is None or checkpoint not in policy.checkpoints:
+        return set(), set()
+    base = policy.checkpoints[checkpoint]
+    classes = {name for name, o in base.classes.items() if o.threshold is not None}
+    clients = {
+        name for name, o in base.clients.items()
+        if o.threshold is not None or any(c.threshold is not None for c in o.classes.values())
+    }  # fmt: skip
+    return classes, clients
+
+
+def build_groups(log: pd.DataFrame, params: ReviewParams, policy: PolicyDocument | None,
+                 thresholds_from_log: bool) -> list[Group]:  # fmt: skip
+    """`thresholds_from_log`: take the threshold in force from the newest decision (a CSV from
+    another system) instead of the policy (the product's own database)."""
+    groups: list[Group] = []
+    eligible = log["eligible"].to_numpy(dtype=bool)
+    checkpoints = sorted(
+        log.loc[eligible, "checkpoint"].unique(),
+        key=lambda c: (CHECKPOINTS.index(c) if c in CHECKPOINTS else len(CHECKPOINTS), c),
+    )
+    for checkpoint in checkpoints:
+        in_checkpoint = eligible & (log["checkpoint"] == checkpoint).to_numpy()
+        frame = log[in_checkpoint]
+        classes, clients = (set(), set()) if thresholds_from_log else _overridden(policy, checkpoint)
+
+        def current(label: str | None, client: str | None, mask: np.ndarray, cp: str = checkpoint) -> float:
+            if thresholds_from_log or policy is None or cp not in policy.checkpoints:
+                return _latest_threshold(log[mask])
+            return policy.effective(cp, label, client).threshold
+
+        wide = (
+            in_checkpoint
+            & ~log["label"].isin(classes).to_numpy()
+            & ~log["client_id"].isin(clients).to_numpy()
+        )
+        if wide.any():
+            groups.append(Group(checkpoint, checkpoint, None, None, current(None, None, wide),
+                                _target(checkpoint, None, None, params, policy), wide))  # fmt: skip
+        reviewed = frame[frame["reviewed"]]
+        for column, kind in (("label", "class"), ("client_id", "client")):
+            counts = reviewed[column].value_counts()
+            if frame[column].nunique() < 2:
+                continue
+            for value in sorted(v for v, n in counts.items() if v != "" and n >= params.min_samples):
+                mask = in_checkpoint & (log[column] == value).to_numpy()
+                if kind == "class":
+                    mask &= ~log["client_id"].isin(clients).to_numpy()
+                    label, client = value, None
+                else:
+                    mask &= ~log["label"].isin(classes).to_numpy()
+                    label, client = None, value
+                if mask.any():
+                    key = group_key(checkpoint, label, client)
+                    target = _target(checkpoint, label, client, params, policy)
+                    groups.append(
+                        Group(key, checkpoint, label, client, current(label, client, mask), target, mask)
+                    )
+    return groups
+
+
+def _none_if_nan(value: float) -> float | None:
+    return None if np.isnan(value) else round(float(value), 6)
+
+
+def recommend_group(group: Group, curve: ThresholdCurve, params: ReviewParams) -> Recommendation:
+    verdict = decide(curve, group.current, group.target, params)
+    i, i0 = verdict.index, curve.index(group.current)
+    return Recommendation(
+        checkpoint=group.checkpoint,
+        label=group.label,
+        client=group.client,
+        action=verdict.action,
+        current=round(group.current, 6),
+        recommended=round(float(curve.grid[i]), 6),
+        target_error=group.target,
+        estimated_error=_none_if_nan(curve.estimate[i]),
+        error_upper_bound=round(float(curve.upper[i]), 6),
+        error_lower_bound_current=round(float(curve.lower[i0]), 6),
+        automation_rate_current=round(float(curve.automation_rate[i0]), 6),
+        automation_rate_recommended=round(float(curve.automation_rate[i]), 6),
+        n_decisions=curve.n_total,
+        n_reviewed=int(curve.n_reviewed[i]),
+        n_audited=int(curve.n_audited[i]),
+        effective_n=round(float(curve.effective_n[i]), 1),
+        reason=verdict.reason,
+        guard=verdict.guard,
+    )
+
+
+def analyse(log: pd.DataFrame, params: ReviewParams, policy: PolicyDocument | None, *,
+            thresholds_from_log: bool, now: datetime | None = None,
+            window_days: int = 180) -> Analysis:  # fmt: skip
+    """Verdicts for every group with evidence in the window."""
+    now = now or datetime.now(UTC)
+    if params.until is None and thresholds_from_log and not log.empty:
+        now = log["decided_at"].max().to_pydatetime() + timedelta(microseconds=1)
+    in_window, since, until = window(log, params, now, window_days)
+    groups = build_groups(in_window, params, policy, thresholds_from_log)
+    curves: dict[str, ThresholdCurve] = {}
+    recommendations = []
+    for group in groups:
+        grid = candidate_grid(params.grid_step, group.current)
+        curve = threshold_curve(evidence_of(in_window, group.mask), grid, params.confidence)
+        curves[group.key] = curve
+        recommendations.append(recommend_group(group, curve, params))
+    return Analysis(
+        recommendations=recommendations,
+        curves=curves,
+        groups=groups,
+        drift=calibration_drift(in_window, until, params),
+        log=in_window,
+        since=since,
+        until=until,
+    )
+
+
+def result_of(analysis: Analysis, *, source: str, policy_version: int | None,
+              report_path: Path | None) -> ReviewResult:  # fmt: skip
+    return ReviewResult(
+        recommendations=analysis.recommendations,
+        drift=analysis.drift,
+        report_path=str(report_path) if report_path else None,
+        policy_version=policy_version,
+        n_decisions=len(analysis.log),
+        window_start=analysis.since,
+        window_end=analysis.until,
+        source=source,
+    )
