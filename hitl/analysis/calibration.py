@@ -68,13 +68,30 @@ def calibration_drift(log: pd.DataFrame, until: datetime, params: ReviewParams) 
     """ECE of the last 30 days against the 30 days before, per checkpoint; drift is flagged when
     it rose by more than params.drift_margin with enough reviews on both sides to mean it."""
     result = []
-    recent_start, previous_start = until - DRIFT_PERIOD, until - 2 * DRIFT_PERIOD
-    for checkpoint, frame in log.groupby("checkpoint", sort=True):
-        recent = frame[(frame["decided_at"] >= recent_start) & (frame["decided_at"] < until)]
-        previous = frame[(frame["decided_at"] >= previous_start) & (frame["decided_at"] < recent_start)]
-        n_recent, n_previous = int(recent["reviewed"].sum()), int(previous["reviewed"].sum())
-        ece_recent = weighted_ece(reviewed_bins(recent)) if n_recent else None
-        ece_previous = weighted_ece(reviewed_bins(previous)) if n_previous else None
+    until_ns = pd.Timestamp(until).value
+    period_ns = int(DRIFT_PERIOD.total_seconds() * 1e9)
+    stamp = log["decided_at"].array.asi8 if len(log) else np.zeros(0, dtype=np.int64)
+    reviewed = log["reviewed"].to_numpy(dtype=bool)
+    confidence = log["confidence"].to_numpy(dtype=float)
+    correct = log["correct"].to_numpy(dtype=bool)
+    weight = 1.0 / log["propensity"].to_numpy(dtype=float)
+    recent_all = reviewed & (stamp >= until_ns - period_ns) & (stamp < until_ns)
+    previous_all = reviewed & (stamp >= until_ns - 2 * period_ns) & (stamp < until_ns - period_ns)
+    codes, names = pd.factorize(log["checkpoint"], sort=True)
+    for code, checkpoint in enumerate(names):
+        in_checkpoint = codes == code
+        recent, previous = recent_all & in_checkpoint, previous_all & in_checkpoint
+        n_recent, n_previous = int(recent.sum()), int(previous.sum())
+        ece_recent = (
+            weighted_ece(weighted_bins(confidence[recent], correct[recent], weight[recent]))
+            if n_recent
+            else None
+        )
+        ece_previous = (
+            weighted_ece(weighted_bins(confidence[previous], correct[previous], weight[previous]))
+            if n_previous
+            else None
+        )
         enough = n_recent >= params.min_samples and n_previous >= params.min_samples
         drifted = bool(
             enough and ece_recent is not None and ece_previous is not None

@@ -55,7 +55,7 @@ def read_decision_csv(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(
             path,
-            dtype={c: "str" for c in (*_TEXT_COLUMNS, "decided_at", "reopened")},
+            dtype={c: object for c in (*_TEXT_COLUMNS, "decided_at", "reopened")},
             keep_default_na=False,
             na_values={"confidence": [""], "propensity": [""], "threshold": [""]},
             skipinitialspace=True,
@@ -98,8 +98,9 @@ def validate_log(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     frame = frame.reset_index(drop=True)
     if frame.empty:
         raise DecisionLogError(f"{path}: no decisions (the file holds only a header)")
-    for column in _TEXT_COLUMNS:
-        frame[column] = frame[column].fillna("").astype(str).str.strip()
+    for column in _TEXT_COLUMNS:  # values count as written; the reader already drops leading blanks
+        if frame[column].dtype != object or frame[column].isna().any():
+            frame[column] = frame[column].fillna("").astype(str)
     for column in ("decision_id", "checkpoint", "ai_value"):
         index = _first_bad(frame[column] == "")
         if index is not None:
@@ -108,7 +109,7 @@ def validate_log(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     index = _first_bad(duplicated)
     if index is not None:
         raise _row_error(path, index, f"decision_id {frame['decision_id'].iloc[index]!r} appears twice")
-    route = frame["route"].str.lower()
+    route = frame["route"].str.lower().astype(object)
     index = _first_bad(~route.isin(ROUTES))
     if index is not None:
         raise _row_error(

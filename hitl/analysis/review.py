@@ -56,14 +56,57 @@ def group_key(checkpoint: str, label: str | None = None, client: str | None = No
     return checkpoint
 
 
-def evidence_of(log: pd.DataFrame, mask: np.ndarray) -> Evidence:
-    part = log[mask]
+@dataclass(frozen=True)
+class LogArrays:
+    """The log's columns the analysis needs, as numpy arrays and integer codes: a million-row
+    review compares integers, not strings, and never copies the DataFrame per group."""
+
+    checkpoint: np.ndarray
+    checkpoints: list[str]
+    label: np.ndarray
+    labels: list[str]
+    client: np.ndarray
+    clients: list[str]
+    confidence: np.ndarray
+    propensity: np.ndarray
+    reviewed: np.ndarray
+    correct: np.ndarray
+    reopened: np.ndarray
+    eligible: np.ndarray
+    threshold: np.ndarray
+    stamp: np.ndarray  # int64 nanoseconds since the epoch, UTC
+
+    @classmethod
+    def of(cls, log: pd.DataFrame) -> LogArrays:
+        codes = {}
+        for column in ("checkpoint", "label", "client_id"):
+            code, uniques = pd.factorize(log[column], sort=True)
+            codes[column] = (code, [str(u) for u in uniques])
+        return cls(
+            checkpoint=codes["checkpoint"][0], checkpoints=codes["checkpoint"][1],
+            label=codes["label"][0], labels=codes["label"][1],
+            client=codes["client_id"][0], clients=codes["client_id"][1],
+            confidence=log["confidence"].to_numpy(dtype=float),
+            propensity=log["propensity"].to_numpy(dtype=float),
+            reviewed=log["reviewed"].to_numpy(dtype=bool),
+            correct=log["correct"].to_numpy(dtype=bool),
+            reopened=log["reopened"].to_numpy(dtype=bool),
+            eligible=log["eligible"].to_numpy(dtype=bool),
+            threshold=log["threshold"].to_numpy(dtype=float),
+            stamp=log["decided_at"].array.asi8 if len(log) else np.zeros(0, dtype=np.int64),
+        )  # fmt: skip
+
+    def codes_of(self, names: list[str], values: set[str]) -> np.ndarray:
+        return np.array([i for i, name in enumerate(names) if name in values], dtype=np.int64)
+
+
+def evidence_of(arrays: LogArrays, mask: np.ndarray) -> Evidence:
     return Evidence(
-        confidence=part["confidence"].to_numpy(dtype=float),
-        propensity=part["propensity"].to_numpy(dtype=float),
-        reviewed=part["reviewed"].to_numpy(dtype=bool),
-        correct=part["correct"].to_numpy(dtype=bool),
-        reopened=part["reopened"].to_numpy(dtype=bool),
+        confidence=arrays.confidence[mask],
+        propensity=arrays.propensity[mask],
+        reviewed=arrays.reviewed[mask],
+        correct=arrays.correct[mask],
+        reopened=arrays.reopened[mask],
     )
 
 
@@ -77,11 +120,13 @@ def window(
     if since >= until:
         raise ConfigError(f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})")
     stamps = log["decided_at"]
-    return log[(stamps >= pd.Timestamp(since)) & (stamps < pd.Timestamp(until))], since, until
+    inside = ((stamps >= pd.Timestamp(since)) & (stamps < pd.Timestamp(until))).to_numpy()
+    return (log if inside.all() else log[inside].reset_index(drop=True)), since, until
 
 
-def _latest_threshold(frame: pd.DataFrame) -> float:
-    return float(frame["threshold"].iloc[int(np.argmax(frame["decided_at"].to_numpy()))])
+def _latest_threshold(arrays: LogArrays, mask: np.ndarray) -> float:
+    rows = np.flatnonzero(mask)
+    return float(arrays.threshold[rows[int(np.argmax(arrays.stamp[rows]))]])
 
 
 def _target(checkpoint: str, label: str | None, client: str | None, params: ReviewParams,
@@ -106,46 +151,50 @@ def _overridden(policy: PolicyDocument | None, checkpoint: str) -> tuple[set[str
     return classes, clients
 
 
-def build_groups(log: pd.DataFrame, params: ReviewParams, policy: PolicyDocument | None,
+def build_groups(arrays: LogArrays, params: ReviewParams, policy: PolicyDocument | None,
                  thresholds_from_log: bool) -> list[Group]:  # fmt: skip
     """`thresholds_from_log`: take the threshold in force from the newest decision (a CSV from
     another system) instead of the policy (the product's own database)."""
     groups: list[Group] = []
-    eligible = log["eligible"].to_numpy(dtype=bool)
-    checkpoints = sorted(
-        log.loc[eligible, "checkpoint"].unique(),
-        key=lambda c: (CHECKPOINTS.index(c) if c in CHECKPOINTS else len(CHECKPOINTS), c),
-    )
-    for checkpoint in checkpoints:
-        in_checkpoint = eligible & (log["checkpoint"] == checkpoint).to_numpy()
-        frame = log[in_checkpoint]
+    order = sorted(
+        {int(c) for c in np.unique(arrays.checkpoint[arrays.eligible])},
+        key=lambda c: (CHECKPOINTS.index(arrays.checkpoints[c]) if arrays.checkpoints[c] in CHECKPOINTS
+                       else len(CHECKPOINTS), arrays.checkpoints[c]),
+    )  # fmt: skip
+    for code in order:
+        checkpoint = arrays.checkpoints[code]
+        in_checkpoint = arrays.eligible & (arrays.checkpoint == code)
         classes, clients = (set(), set()) if thresholds_from_log else _overridden(policy, checkpoint)
+        own_class = np.isin(arrays.label, arrays.codes_of(arrays.labels, classes))
+        own_client = np.isin(arrays.client, arrays.codes_of(arrays.clients, clients))
 
         def current(label: str | None, client: str | None, mask: np.ndarray, cp: str = checkpoint) -> float:
             if thresholds_from_log or policy is None or cp not in policy.checkpoints:
-                return _latest_threshold(log[mask])
+                return _latest_threshold(arrays, mask)
             return policy.effective(cp, label, client).threshold
 
-        wide = (
-            in_checkpoint
-            & ~log["label"].isin(classes).to_numpy()
-            & ~log["client_id"].isin(clients).to_numpy()
-        )
+        wide = in_checkpoint & ~own_class & ~own_client
         if wide.any():
-            groups.append(Group(checkpoint, checkpoint, None, None, current(None, None, wide),
-                                _target(checkpoint, None, None, params, policy), wide))  # fmt: skip
-        reviewed = frame[frame["reviewed"]]
-        for column, kind in (("label", "class"), ("client_id", "client")):
-            counts = reviewed[column].value_counts()
-            if frame[column].nunique() < 2:
+            target = _target(checkpoint, None, None, params, policy)
+            groups.append(Group(checkpoint, checkpoint, None, None, current(None, None, wide), target, wide))
+        reviewed = in_checkpoint & arrays.reviewed
+        for codes, names, kind in (
+            (arrays.label, arrays.labels, "class"),
+            (arrays.client, arrays.clients, "client"),
+        ):
+            if np.unique(codes[in_checkpoint]).size < 2:
                 continue
-            for value in sorted(v for v, n in counts.items() if v != "" and n >= params.min_samples):
-                mask = in_checkpoint & (log[column] == value).to_numpy()
+            counts = np.bincount(codes[reviewed], minlength=len(names))
+            for value_code in np.flatnonzero(counts >= params.min_samples):
+                value = names[value_code]
+                if value == "":
+                    continue
+                mask = in_checkpoint & (codes == value_code)
                 if kind == "class":
-                    mask &= ~log["client_id"].isin(clients).to_numpy()
+                    mask &= ~own_client
                     label, client = value, None
                 else:
-                    mask &= ~log["label"].isin(classes).to_numpy()
+                    mask &= ~own_class
                     label, client = None, value
                 if mask.any():
                     key = group_key(checkpoint, label, client)
@@ -193,12 +242,13 @@ def analyse(log: pd.DataFrame, params: ReviewParams, policy: PolicyDocument | No
     if params.until is None and thresholds_from_log and not log.empty:
         now = log["decided_at"].max().to_pydatetime() + timedelta(microseconds=1)
     in_window, since, until = window(log, params, now, window_days)
-    groups = build_groups(in_window, params, policy, thresholds_from_log)
+    arrays = LogArrays.of(in_window)
+    groups = build_groups(arrays, params, policy, thresholds_from_log)
     curves: dict[str, ThresholdCurve] = {}
     recommendations = []
     for group in groups:
         grid = candidate_grid(params.grid_step, group.current)
-        curve = threshold_curve(evidence_of(in_window, group.mask), grid, params.confidence)
+        curve = threshold_curve(evidence_of(arrays, group.mask), grid, params.confidence)
         curves[group.key] = curve
         recommendations.append(recommend_group(group, curve, params))
     return Analysis(
