@@ -126,7 +126,7 @@ def load_decisions(
         columns=[*CSV_COLUMNS, "reopened"],
     )
     for column in _TEXT:
-        frame[column] = frame[column].fillna("").astype(str).str.strip()
+        frame[column] = frame[column].fillna("").astype(str).str.strip().astype(object)
     for column in ("confidence", "propensity", "threshold"):
         frame[column] = frame[column].astype("float64")
     return with_derived(frame)

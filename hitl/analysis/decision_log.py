@@ -99,8 +99,8 @@ def validate_log(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     if frame.empty:
         raise DecisionLogError(f"{path}: no decisions (the file holds only a header)")
     for column in _TEXT_COLUMNS:  # values count as written; the reader already drops leading blanks
-        if frame[column].dtype != object or frame[column].isna().any():
-            frame[column] = frame[column].fillna("").astype(str)
+        if frame[column].isna().any():  # a short row leaves its missing fields NaN
+            frame[column] = frame[column].fillna("").astype(object)
     for column in ("decision_id", "checkpoint", "ai_value"):
         index = _first_bad(frame[column] == "")
         if index is not None:
