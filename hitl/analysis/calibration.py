@@ -70,7 +70,7 @@ def calibration_drift(log: pd.DataFrame, until: datetime, params: ReviewParams) 
     result = []
     until_ns = pd.Timestamp(until).value
     period_ns = int(DRIFT_PERIOD.total_seconds() * 1e9)
-    stamp = log["decided_at"].array.asi8 if len(log) else np.zeros(0, dtype=np.int64)
+    stamp = log["decided_at"].dt.as_unit("ns").array.asi8 if len(log) else np.zeros(0, dtype=np.int64)
     reviewed = log["reviewed"].to_numpy(dtype=bool)
     confidence = log["confidence"].to_numpy(dtype=float)
     correct = log["correct"].to_numpy(dtype=bool)

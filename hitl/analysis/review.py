@@ -93,7 +93,7 @@ class LogArrays:
             reopened=log["reopened"].to_numpy(dtype=bool),
             eligible=log["eligible"].to_numpy(dtype=bool),
             threshold=log["threshold"].to_numpy(dtype=float),
-            stamp=log["decided_at"].array.asi8 if len(log) else np.zeros(0, dtype=np.int64),
+            stamp=log["decided_at"].dt.as_unit("ns").array.asi8 if len(log) else np.zeros(0, dtype=np.int64),
         )  # fmt: skip
 
     def codes_of(self, names: list[str], values: set[str]) -> np.ndarray:
