@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from policies.checkpoint_policy import CHECKPOINTS
@@ -22,19 +23,31 @@ _NO_REASON = frozenset({"", "none"})  # reviews record "no reason" as empty; som
 METRICS: tuple[str, ...] = ("reviewed", "overrides", "override_rate", "share_of_overrides")
 
 
+def _per_unique(values: pd.Series, convert: Callable[[str], str]) -> pd.Series:
+    """`convert` applied once per distinct value: a million reviews hold a few dozen reason codes,
+    and string methods over every row were most of a large report's time."""
+    codes, uniques = pd.factorize(values.astype(object), use_na_sentinel=False)
+    mapped = np.array([convert(str(u)) for u in uniques], dtype=object)
+    return pd.Series(mapped[codes] if len(mapped) else np.array([], dtype=object), index=values.index)
+
+
 def reviewed_only(log: pd.DataFrame) -> pd.DataFrame:
     """The reviewed decisions with an `override` flag and the reason code normalised."""
+    if "override" in log.columns:  # already prepared (override_tables prepares once)
+        return log.drop(columns="group", errors="ignore").copy(
+            deep=False
+        )  # copy-on-write: callers add columns
     part = log[log["reviewed"].to_numpy(dtype=bool)].copy()
     part["override"] = ~part["correct"].to_numpy(dtype=bool)
-    reason = part["reason_code"].astype(str)
-    part["reason"] = reason.where(~reason.str.strip().str.lower().isin(_NO_REASON), NO_VALUE)
+    part["reason"] = _per_unique(
+        part["reason_code"], lambda r: NO_VALUE if r.strip().lower() in _NO_REASON else r
+    )
     return part
 
 
 def _filled(values: pd.Series) -> pd.Series:
     """Values as written (the analysis groups them that way too), blanks shown as NO_VALUE."""
-    text = values.astype(str)
-    return text.where(text.str.strip() != "", NO_VALUE)
+    return _per_unique(values, lambda v: v if v.strip() else NO_VALUE)
 
 
 def _rates(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -100,10 +113,17 @@ def by_reviewer(log: pd.DataFrame) -> pd.DataFrame:
     frame = reviewed_only(log)
     if frame.empty:
         return _rates(frame, ["group"])
-    frame["group"] = _filled(frame["reviewer"]).str.split("+")
-    frame = frame.explode("group", ignore_index=True)
-    frame["group"] = _filled(frame["group"])
-    return _most_overrides_first(_rates(frame, ["group"]), ["group"])
+    # Aggregate per stored reviewer string first (few distinct values), then split "alice+bob".
+    per_string = frame.assign(group=frame["reviewer"].astype(object))
+    table = _rates(per_string, ["group"])
+    table["group"] = table["group"].map(lambda v: [p if p.strip() else NO_VALUE for p in str(v).split("+")])
+    table = table.explode("group", ignore_index=True)
+    table = table.groupby("group", sort=False)[["reviewed", "overrides"]].sum().reset_index()
+    table = table.astype({"reviewed": int, "overrides": int})
+    table["override_rate"] = table["overrides"] / table["reviewed"]
+    total = int(frame["override"].sum())
+    table["share_of_overrides"] = table["overrides"] / total if total else 0.0
+    return _most_overrides_first(table, ["group"])
 
 
 def by_week(log: pd.DataFrame) -> pd.DataFrame:
@@ -118,6 +138,7 @@ def by_week(log: pd.DataFrame) -> pd.DataFrame:
 
 def override_tables(log: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The six tables under the titles the report shows them with, in the report's order."""
+    log = reviewed_only(log)
     return {
         "reason code": by_reason_code(log),
         "checkpoint": by_checkpoint(log),

@@ -163,11 +163,33 @@ def _reliability(log: pd.DataFrame) -> str:
     return "".join(parts)
 
 
+MAX_GROUP_CURVES = 12
+
+
+def curves_to_draw(recommendations: list[Recommendation]) -> list[Recommendation]:
+    wide = [r for r in recommendations if r.label is None and r.client is None]
+    moving = sorted(
+        (r for r in recommendations if (r.label is not None or r.client is not None) and r.changes_policy),
+        key=lambda r: -abs(r.automation_rate_recommended - r.automation_rate_current),
+    )[:MAX_GROUP_CURVES]
+    keep = {id(r) for r in [*wide, *moving]}
+    return [r for r in recommendations if id(r) in keep]
+
+
 def _risk_coverage(analysis: Analysis) -> str:
+    """A curve for each checkpoint and for the class/client groups whose change moves automation
+    most (at most MAX_GROUP_CURVES); every verdict is in the recommendations table. Dozens of
+    near-identical plots help no analyst and made a 1M-decision report take 20 s."""
     if not analysis.recommendations:
         return empty("No group had eligible decisions in the window: no risk-coverage curves.")
     parts = []
-    for rec in analysis.recommendations:
+    drawn = curves_to_draw(analysis.recommendations)
+    skipped = len(analysis.recommendations) - len(drawn)
+    if skipped:
+        parts.append(
+            empty(f"{skipped} class/client verdict(s) are not drawn (see the recommendations table).")
+        )
+    for rec in drawn:
         key = group_key(rec.checkpoint, rec.label, rec.client)
         curve = analysis.curves.get(key)
         png = risk_coverage_png(curve, rec, key) if curve is not None else None
