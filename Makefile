@@ -22,6 +22,7 @@ run: $(STAMP)
 
 # PostgreSQL tests run when it answers (under CI=true its absence is a failure, see tests/conftest.py).
 test: $(STAMP)
+	@.ci/ensure-chromium
 	$(BIN)/ruff check .
 	@if [ -z "$$HITL_TEST_DATABASE_URL" ] && command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; then \
 	  export HITL_TEST_DATABASE_URL=$(PG_URL); fi; \
