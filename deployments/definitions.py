@@ -9,11 +9,15 @@ from prefect.schedules import Cron, Interval
 
 from flows.checkpoint_timeouts import checkpoint_timeouts
 from flows.ingestion import nightly_ingestion
+from flows.threshold_review import threshold_review
 from flows.ticket_lifecycle import ticket_lifecycle
 from flows.train_model import train_model
 from hitl.settings import Settings
 
 NIGHTLY_CRON = "0 2 * * *"
+# 06:00 on a Monday among days 1-7: the first Monday, but only with day_or=False (plain cron ORs the
+# day-of-month and day-of-week fields, which would run every Monday and on days 1-7 as well).
+REVIEW_CRON = "0 6 1-7 * 1"
 
 
 def nightly_ingestion_deployment(settings: Settings) -> RunnerDeployment:
@@ -59,10 +63,29 @@ def timeouts_deployment() -> RunnerDeployment:
     )
 
 
+def threshold_review_deployment(settings: Settings) -> RunnerDeployment:
+    """The first Monday of every month at 06:00 in the configured zone: review the last
+    HITL_REVIEW_WINDOW_DAYS of decisions and ask for approval of any threshold change. On demand
+    from the UI with other parameters (a window, a CSV, targets, apply=false for a dry run)."""
+    return threshold_review.to_deployment(
+        name="threshold-review",
+        schedule=Cron(REVIEW_CRON, timezone=settings.timezone, day_or=False),
+        description=(
+            "Monthly threshold review (first Monday, 06:00). Publishes the report; when thresholds should "
+            "move, the run waits for an analyst's Resume: approve all, some or none. Unanswered after "
+            "timeout_hours, it fails and nothing changes."
+        ),
+        tags=["review", "policy", "human-in-the-loop", "scheduled"],
+        # no concurrency limit: a run waiting days for approval must not block an on-demand review;
+        # two approvals cannot clash, because a change is refused once its old threshold moved
+    )
+
+
 def all_deployments(settings: Settings) -> list[RunnerDeployment]:
     return [
         nightly_ingestion_deployment(settings),
         lifecycle_deployment(),
         train_model_deployment(),
         timeouts_deployment(),
+        threshold_review_deployment(settings),
     ]

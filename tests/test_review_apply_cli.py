@@ -1,0 +1,252 @@
+"""From a threshold review to a policy version: each kind of change edits the right threshold and
+nothing else, only approved changes are applied and only under a reviewer's name, the history
+grows and a rollback restores the old thresholds; and `hitl review-thresholds` end to end."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from hitl.analysis.apply import apply_changes, apply_review, check_approval, proposed_changes, review_reason
+from hitl.analysis.decision_log import read_decision_csv
+from hitl.analysis.models import Action, PolicyChange, ReviewParams
+from hitl.analysis.review import analyse, group_key, result_of
+from hitl.analysis.service import run_review
+from hitl.audit import verify_chain
+from hitl.errors import ConfigError
+from hitl.settings import Settings
+from hitl.store.db import Database
+from hitl.store.orm import AuditEvent
+from hitl.store.policies import current_policy, history, rollback
+from policies.checkpoint_policy import load_policy_file
+
+from .review_evidence import STANDARD_CHANGES, decisions, standard_log, store_log, write_csv
+from .support import run_cli
+
+
+def change(key: str, old: float, new: float, **kw: str) -> PolicyChange:
+    action = Action.LOWER if new < old else Action.RAISE
+    return PolicyChange(
+        key=key, checkpoint=key.split("/")[0], old=old, new=new, action=action, reason="r", **kw
+    )
+
+
+@pytest.fixture(scope="module")
+def evidence(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_csv(standard_log(), tmp_path_factory.mktemp("evidence") / "decisions.csv")
+
+
+# ---------------------------------------------------------------- pure: changes and the document
+def test_apply_changes_edits_each_kind_of_key_and_leaves_the_input_alone() -> None:
+    document = load_policy_file()
+    before = document.model_dump()
+    updated = apply_changes(
+        document,
+        [
+            change("triage", 0.80, 0.75),
+            change("triage/class:printer", 0.80, 0.70, label="printer"),  # a new class entry
+            change("triage/class:outage", 0.90, 0.85, label="outage"),  # an existing one
+            change("reply/client:Acme", 0.90, 0.95, client="Acme"),  # a new client entry
+            change("reply/client:Whitaker & Lowe LLP", 0.90, 0.97, client="Whitaker & Lowe LLP"),
+        ],
+    )
+    assert document.model_dump() == before  # never mutated
+    triage, reply = updated.checkpoints["triage"], updated.checkpoints["reply"]
+    assert triage.threshold == 0.75 and triage.classes["printer"].threshold == 0.70
+    assert triage.classes["outage"].threshold == 0.85 and triage.classes["firewall_change"].threshold == 0.95
+    assert reply.threshold == 0.90 and reply.clients["Acme"].threshold == 0.95
+    law_firm = reply.clients["Whitaker & Lowe LLP"]
+    assert law_firm.threshold == 0.97 and law_firm.autonomy is False  # other overrides kept
+    assert updated.effective("triage", "printer").threshold == 0.70
+    assert updated.effective("reply", None, "Acme").threshold == 0.95
+    assert updated.checkpoints["escalation"] == document.checkpoints["escalation"]
+
+
+def test_apply_changes_refuses_a_checkpoint_the_policy_lacks() -> None:
+    with pytest.raises(ConfigError, match=r"intake.*not in our policy"):
+        apply_changes(load_policy_file(), [change("intake", 0.8, 0.7)])
+    with pytest.raises(ConfigError):  # a threshold outside [0, 1] is caught by validation
+        apply_changes(load_policy_file(), [change("triage", 0.8, 1.5)])
+
+
+def changes_at(evidence: Path, confidence: float) -> dict[str, tuple[str, float, float]]:
+    log = read_decision_csv(evidence)
+    analysis = analyse(log, ReviewParams(confidence=confidence), load_policy_file(), thresholds_from_log=True)
+    result = result_of(analysis, source="test", policy_version=1, report_path=None)
+    return {c.key: (c.action.value, c.old, c.new) for c in proposed_changes(result)}
+
+
+def test_the_review_proposes_what_the_evidence_supports_at_its_confidence(evidence: Path) -> None:
+    assert changes_at(evidence, 0.95) == STANDARD_CHANGES  # holds are no changes
+    strict = changes_at(evidence, 0.999)
+    assert strict["triage/class:printer"][0] != "lower"  # the same evidence proves less at 99.9 %
+
+
+def test_check_approval_states_every_problem() -> None:
+    changes = [change("triage", 0.8, 0.75), change("reply", 0.9, 0.945)]
+    ok = check_approval(changes, {"decision": "approve_some", "approved_keys": ["reply"], "reviewer": " ana ",
+                                  "note": "why"})  # fmt: skip
+    assert not isinstance(ok, list) and ok.keys == {"reply"} and ok.reviewer == "ana"
+    problems = check_approval(
+        changes, {"decision": "approve_some", "approved_keys": ["nope"], "reviewer": " ", "note": ""}
+    )
+    assert isinstance(problems, list) and len(problems) == 3
+    assert any("nope" in p for p in problems) and any("reviewer" in p for p in problems)
+    empty = check_approval(changes, {"decision": "approve_some", "reviewer": "a", "note": "n"})
+    assert isinstance(empty, list) and "approve_some needs at least one key" in empty[0]
+    mixed = check_approval(changes, {"decision": "approve_all", "approved_keys": ["triage"], "reviewer": "a",
+                                     "note": "n"})  # fmt: skip
+    assert isinstance(mixed, list) and "approve_some" in mixed[0]
+
+
+# ---------------------------------------------------------------- the store: versions, audit, rollback
+def test_apply_review_creates_one_version_with_the_approved_subset(settings: Settings, database: Database,
+                                                                    evidence: Path) -> None:  # fmt: skip
+    result, _ = run_review(ReviewParams(), csv=evidence, report=False)
+    with database.session() as session:
+        with pytest.raises(ConfigError, match=r"unknown change key.*bogus"):
+            apply_review(session, result, {"reply", "bogus"}, "ana", "n")
+        with pytest.raises(ConfigError, match="reviewer"):
+            apply_review(session, result, None, "  ", "n")
+        assert apply_review(session, result, set(), "ana", "nothing") is None
+        row = apply_review(session, result, {"reply", "triage/class:printer"}, "ana", "monthly review")
+        assert row is not None and (row.version, row.created_by) == (2, "ana")
+        approved = [c for c in proposed_changes(result) if c.key in ("reply", "triage/class:printer")]
+        assert row.reason == review_reason(result, approved, "monthly review")
+        assert "reply 0.90->0.945 (raise)" in row.reason and "triage/class:printer 0.80->0.75" in row.reason
+        assert row.reason.startswith("threshold review 2026-") and row.reason.endswith(": monthly review")
+    with database.session() as session:
+        version, policy = current_policy(session)
+        assert version == 2 and [v.version for v in history(session)] == [2, 1]
+        assert policy.checkpoints["reply"].threshold == 0.945
+        assert policy.checkpoints["triage"].threshold == 0.80  # not approved
+        assert policy.effective("triage", "printer").threshold == 0.75
+        assert "mailbox" not in policy.checkpoints["triage"].classes
+        event = session.execute(
+            select(AuditEvent).where(AuditEvent.kind == "policy.version_created")
+        ).scalar_one()
+        data = json.loads(event.body)["data"]
+        assert event.actor == "ana" and data["version"] == 2 and data["previous_version"] == 1
+        assert sorted(c["key"] for c in data["changes"]) == ["reply", "triage/class:printer"]
+        assert data["review"]["window"]["until"].startswith("2026-11-19") and data["review"]["source"] == str(
+            evidence
+        )
+        with pytest.raises(ConfigError, match=re.escape("not in force: reply 0.90 (in force: 0.945)")):
+            apply_review(session, result, {"reply"}, "ana", "twice")  # the review is stale now
+        rolled = rollback(session, 1, "bob", "undo")
+    with database.session() as session:
+        assert rolled.version == 3
+        _, policy = current_policy(session)
+        assert policy == load_policy_file()  # every threshold back, the new class entry gone
+        assert verify_chain(session).ok
+
+
+def test_database_evidence_respects_the_policys_class_overrides(
+    settings: Settings, database: Database
+) -> None:
+    frame = decisions("triage", 0.80, 3000, lambda c: np.where(c >= 0.7, 0.01, 0.3),
+                      labels=("printer", "outage"), seed=5)  # fmt: skip
+    frame = frame[(frame["label"] != "outage") | (frame["route"] != "human")]  # outage: its own 0.90
+    store_log(database, frame.assign(threshold=np.where(frame["label"] == "outage", 0.90, 0.80)))
+    result, _ = run_review(ReviewParams(), report=False)
+    keys = {c.key: (c.old, c.new) for c in proposed_changes(result)}
+    assert keys["triage"] == (0.80, 0.75)
+    assert all(old == (0.90 if "outage" in key else 0.80) for key, (old, _) in keys.items())
+    with database.session() as session:
+        row = apply_review(session, result, None, "ana", "from our own decisions")
+        assert row is not None
+        _, policy = current_policy(session)
+    assert policy.checkpoints["triage"].threshold == 0.75
+    assert policy.checkpoints["triage"].classes["firewall_change"].threshold == 0.95
+
+
+# ---------------------------------------------------------------- the CLI
+def review_json(*args: str) -> dict[str, object]:
+    result = run_cli("review-thresholds", *args, "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stdout  # exactly one JSON object
+    return json.loads(lines[0])
+
+
+def test_cli_json_lists_recommendations_and_changes_nothing(settings: Settings, evidence: Path) -> None:
+    output = review_json("--from-csv", str(evidence))
+    assert set(output) == {"recommendations", "report_path", "drift", "applied_version"}
+    assert output["applied_version"] is None
+    recommendations = output["recommendations"]
+    assert isinstance(recommendations, list)
+    required = {"checkpoint", "label", "action", "current", "recommended", "estimated_error",
+                "error_upper_bound", "automation_rate_current", "automation_rate_recommended",
+                "n_reviewed", "n_audited", "effective_n", "reason"}  # fmt: skip
+    assert all(required <= set(r) for r in recommendations)
+    changes = {
+        group_key(r["checkpoint"], r["label"], r["client"]): (r["action"], r["current"], r["recommended"])
+        for r in recommendations
+        if r["action"] != "hold"
+    }
+    assert changes == STANDARD_CHANGES
+    if output["report_path"] is not None:
+        assert Path(str(output["report_path"])).is_file()
+    assert json.loads(run_cli("policy", "show", "--json").stdout)["version"] == 1
+    table = run_cli("review-thresholds", "--from-csv", str(evidence))
+    assert table.returncode == 0 and "triage/class:printer" in table.stdout and "report:" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target-error", "triage"], "expected CHECKPOINT=RATE"),
+        (["--target-error", "triage=1.5"], "expected CHECKPOINT=RATE"),
+        (["--target-error", "=0.1"], "expected CHECKPOINT=RATE"),
+        (["--since", "2026-13-01"], "--since '2026-13-01' is not an ISO 8601 date"),
+        (["--since", "2026-11-02", "--until", "2026-11-01"], "must be before"),
+        (["--confidence", "1.5"], "--confidence"),
+        (["--apply"], "--apply needs --reviewer"),
+        (["--apply", "--reviewer", "  "], "--apply needs --reviewer"),
+    ],
+)
+def test_cli_bad_input_is_one_line(settings: Settings, args: list[str], message: str) -> None:
+    result = run_cli("review-thresholds", *args)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and message in result.stderr
+
+
+def test_cli_apply_records_the_reviewer_and_rollback_restores(settings: Settings, evidence: Path) -> None:
+    output = review_json("--from-csv", str(evidence), "--apply", "--reviewer", "ana", "--note", "monthly")
+    assert output["applied_version"] == 2
+    history_rows = json.loads(run_cli("policy", "history", "--json").stdout)
+    assert [(h["version"], h["created_by"]) for h in history_rows] == [(2, "ana"), (1, "system")]
+    assert "triage 0.80->0.75 (lower)" in history_rows[0]["reason"] and "monthly" in history_rows[0]["reason"]
+    shown = json.loads(run_cli("policy", "show", "--json").stdout)
+    assert (
+        shown["checkpoints"]["triage"]["threshold"] == 0.75
+        and shown["checkpoints"]["reply"]["threshold"] == 0.945
+    )
+    listed = run_cli("policy", "history")
+    assert "ana" in listed.stdout and "threshold review" in listed.stdout
+    again = run_cli("review-thresholds", "--from-csv", str(evidence), "--apply", "--reviewer", "ana")
+    assert again.returncode == 1 and "not in force" in again.stderr  # the CSV no longer describes our policy
+    rolled = run_cli("policy", "rollback", "1", "--reviewer", "bob", "--reason", "too aggressive")
+    assert rolled.returncode == 0, rolled.stderr
+    restored = json.loads(run_cli("policy", "show", "--json").stdout)
+    assert restored["version"] == 3
+    triage = restored["checkpoints"]["triage"]
+    assert triage["threshold"] == 0.8 and set(triage["classes"]) == {"firewall_change", "outage"}
+    assert restored["checkpoints"]["reply"]["threshold"] == 0.9
+    assert run_cli("audit", "verify").returncode == 0
+
+
+def test_cli_apply_refuses_another_systems_checkpoints(settings: Settings, tmp_path: Path) -> None:
+    foreign = decisions("intake", 0.80, 4000, lambda c: np.where(c >= 0.7, 0.01, 0.3), seed=9)
+    path = write_csv(foreign, tmp_path / "foreign.csv")
+    shown = review_json("--from-csv", str(path), "--target-error", "intake=0.05")
+    assert [r["action"] for r in shown["recommendations"]] == ["lower"]  # it may inform ...
+    refused = run_cli("review-thresholds", "--from-csv", str(path), "--target-error", "intake=0.05",
+                      "--apply", "--reviewer", "ana")  # fmt: skip
+    assert refused.returncode == 1 and "intake" in refused.stderr and "not in our policy" in refused.stderr
+    assert json.loads(run_cli("policy", "show", "--json").stdout)["version"] == 1  # ... but not change
