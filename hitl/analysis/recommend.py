@@ -41,6 +41,15 @@ def _first_passing_above(ok: np.ndarray, start: int) -> int:
     return next((j for j in range(start + 1, ok.size) if ok[j]), ok.size - 1)
 
 
+def _raise_note(curve: ThresholdCurve, ok: np.ndarray, index: int, target: float) -> str:
+    if ok[index]:
+        return f"{curve.grid[index]:.3f} is the lowest threshold above it whose upper bound stays under"
+    return (
+        f"no threshold up to {curve.grid[index]:.3f} can be shown to stay under {_pct(target)} yet, so "
+        "automation stops until reviews show where it is safe"
+    )
+
+
 def _start_of_sequence(curve: ThresholdCurve, i0: int, min_samples: int) -> int | None:
     """Where the descending test sequence starts: the threshold in force, or, when too few
     decisions at or above it were reviewed for the test to mean anything, the first threshold
@@ -67,7 +76,8 @@ def decide(curve: ThresholdCurve, current: float, target: float, params: ReviewP
             Action.RAISE,
             _first_passing_above(ok, i0),
             f"the audited AUTO error at or above {current:.3f} is at least {_pct(lower[i0])} "
-            f"({level} lower bound) > target {_pct(target)}: raise at once",
+            f"({level} lower bound) > target {_pct(target)}: raise at once; "
+            + _raise_note(curve, ok, _first_passing_above(ok, i0), target),
             "raise_now",
         )
     start = _start_of_sequence(curve, i0, params.min_samples)
@@ -86,7 +96,7 @@ def decide(curve: ThresholdCurve, current: float, target: float, params: ReviewP
                 Action.RAISE,
                 raise_to,
                 f"at {current:.3f} the {level} upper bound on the AUTO error is {_pct(upper[i0])} > target "
-                f"{_pct(target)}: raise to {grid[raise_to]:.3f}, the lowest threshold above that stays under",
+                f"{_pct(target)}: " + _raise_note(curve, ok, raise_to, target),
                 "unproven",
             )
         return Verdict(

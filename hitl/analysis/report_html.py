@@ -30,6 +30,8 @@ body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200p
 h1 { margin-bottom: .2em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
 table { border-collapse: collapse; margin: .5em 0 1.5em; font-size: 13px; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
+.recs td:last-child { min-width: 34em; } .recs td { white-space: nowrap; }
+.recs td:last-child { white-space: normal; }
 th { background: #f3f3f3; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 tr.raise td:nth-child(4) { color: #b02a1a; font-weight: bold; }
 tr.lower td:nth-child(4) { color: #1d7a3e; font-weight: bold; }
@@ -93,7 +95,7 @@ def _recommendations(recs: list[Recommendation]) -> str:
          r.n_reviewed, r.n_audited, r.effective_n, r.guard or "", r.reason]
         for r in recs
     ]  # fmt: skip
-    return table(headers, rows, [_ACTION_CLASS[r.action.value] for r in recs])
+    return f'<div class="recs">{table(headers, rows, [_ACTION_CLASS[r.action.value] for r in recs])}</div>'
 
 
 def _drift(result: ReviewResult) -> str:
