@@ -21,16 +21,13 @@ from pydantic import Field, create_model
 
 from hitl.analysis.apply import (
     DECISIONS,
-    ApprovalOutcome,
     applicability_problems,
     apply_review,
-    approval_description,
-    changes_markdown,
-    check_approval,
     fmt,
     proposed_changes,
     reject_review,
 )
+from hitl.analysis.approval import ApprovalOutcome, approval_description, changes_markdown, check_approval
 from hitl.analysis.models import PolicyChange, ReviewParams, ReviewResult
 from hitl.errors import ConfigError
 from hitl.settings import get_settings

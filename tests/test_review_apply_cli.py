@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from hitl.analysis.apply import apply_changes, apply_review, check_approval, proposed_changes, review_reason
+from hitl.analysis.apply import apply_changes, apply_review, proposed_changes, review_reason
+from hitl.analysis.approval import check_approval
 from hitl.analysis.decision_log import read_decision_csv
 from hitl.analysis.models import Action, PolicyChange, ReviewParams
 from hitl.analysis.review import analyse, group_key, result_of
