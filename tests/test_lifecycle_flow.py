@@ -317,3 +317,40 @@ def test_tampered_audit_row_fails_verification(stack: Stack) -> None:
         )
     result = run_cli("audit", "verify")
     assert result.returncode == 1 and "audit chain broken at event" in result.stderr
+
+
+def test_two_operators_resume_the_same_checkpoint_at_once(stack: Stack) -> None:
+    """Fault test (issue #7): two `hitl resume` processes answer the same waiting checkpoint at the
+    same moment; exactly one review is recorded and the other operator is told, in one line."""
+    import threading
+
+    stack.policy(triage={"threshold": 0.999, "audit_rate": 0.0}, escalation=LENIENT, reply=LENIENT)
+    record = TicketRecord(external_id=f"T-{uuid.uuid4().hex[:6]}", client="Harbor Point Dental Group",
+                          subject="Printer on floor 3", body="paper jam", priority="low")  # fmt: skip
+    ticket_id, run_id = stack.start(record)
+    stack.suspended(run_id)
+    barrier = threading.Barrier(2)
+    results: dict[str, Any] = {}
+
+    def answer(reviewer: str, value: str) -> None:
+        barrier.wait()
+        results[reviewer] = run_cli("resume", run_id, "--decision", "override", "--value", value,
+                                    "--reason-code", "wrong_category", "--reviewer", reviewer)  # fmt: skip
+
+    threads = [threading.Thread(target=answer, args=a) for a in (("alice", "mailbox"), ("bob", "network"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    codes = sorted(r.returncode for r in results.values())
+    assert codes == [0, 1], {k: (r.returncode, r.stderr) for k, r in results.items()}
+    loser = next(r for r in results.values() if r.returncode == 1)
+    assert loser.stderr.strip().count("\n") == 0 and "Traceback" not in loser.stderr, loser.stderr
+    winner = next(name for name, r in results.items() if r.returncode == 0)
+    assert stack.finished(run_id) == "COMPLETED"
+    with stack.db.session() as session:
+        reviews = list(session.execute(select(Review).where(Review.ticket_id == ticket_id)).scalars())
+    assert [(r.reviewer, r.final_value) for r in reviews] == [
+        (winner, "mailbox" if winner == "alice" else "network")
+    ]
+    assert run_cli("audit", "verify").returncode == 0
