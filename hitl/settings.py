@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     runner_limit: int = Field(
         default=8, ge=1, le=200, description="Flow processes the runner starts at once (waiting runs: none)."
     )
+    work_pool: str = Field(
+        default="hitl-process",
+        min_length=1,
+        description="Prefect process work pool of `hitl deploy --work-pool` and `hitl worker` (scale-out).",
+    )
     reply_signature: str = Field(default="Your service desk", description="Signature under drafted replies.")
     smtp_host: str | None = Field(
         default=None, description="SMTP relay for outbox replies; unset: no sending."
@@ -109,6 +114,13 @@ class Settings(BaseSettings):
     smtp_username: str | None = Field(default=None, description="SMTP login (with HITL_SMTP_PASSWORD).")
     smtp_password: SecretStr | None = Field(default=None, description="SMTP password; never logged.")
     smtp_starttls: bool = Field(default=True, description="Use STARTTLS on the SMTP connection.")
+    notify_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="Incoming-webhook URL for checkpoint notifications (Slack-compatible JSON); a secret.",
+    )
+    notify_email_to: str | None = Field(
+        default=None, description="Comma-separated addresses that get checkpoint notifications by e-mail."
+    )
 
     @field_validator("timezone")
     @classmethod

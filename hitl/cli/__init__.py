@@ -14,6 +14,7 @@ import typer
 
 from hitl.cli import decisions, ingest, lifecycle, models, policy, review, serve, store
 from hitl.cli.common import err, fail_line
+from hitl.cli.notify import notify_app
 from hitl.errors import HitlError
 
 app = typer.Typer(
@@ -35,6 +36,7 @@ app.add_typer(lifecycle.lifecycle_app, name="lifecycle")
 app.add_typer(lifecycle.outbox_app, name="outbox")
 app.add_typer(policy.policy_app, name="policy")
 app.add_typer(decisions.decisions_app, name="decisions")
+app.add_typer(notify_app, name="notify")
 
 
 def main() -> None:

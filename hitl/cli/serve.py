@@ -86,6 +86,10 @@ def serve(
     os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "1")  # resume -> next stage in ~3 s, not ~12 s
     server = None
     if not os.environ.get("PREFECT_API_URL"):
+        # PREFECT_SERVER_API_AUTH_STRING (inherited by the server) turns on basic auth; this
+        # process, its runner and every flow process it starts then send the same string.
+        if os.environ.get("PREFECT_SERVER_API_AUTH_STRING"):
+            os.environ.setdefault("PREFECT_API_AUTH_STRING", os.environ["PREFECT_SERVER_API_AUTH_STRING"])
         out.print(
             f"starting a Prefect server on {host}:{port} (PREFECT_HOME={os.environ['PREFECT_HOME']}) ..."
         )
@@ -100,6 +104,10 @@ def serve(
         deployments = all_deployments(settings)
         for deployment in deployments:
             deployment.apply()
+        from hitl.notifications import setup_from_settings
+
+        for line in setup_from_settings(settings):  # only when a webhook or SMTP is configured
+            out.print(line)
         if demo:
             _demo(settings)
         started = start_runs_for_waiting()
