@@ -15,26 +15,31 @@ from hitl.settings import get_settings
 
 
 @task(name="expire-overdue", cache_policy=NO_CACHE)
-def expire() -> list[tuple[int, str | None]]:
+def expire() -> list[engine.Expired]:
     return engine.expire_overdue(build_resources(get_settings()))
 
 
 @task(name="notify-timeout", cache_policy=NO_CACHE)
-def notify(ticket_id: int, flow_run_id: str | None) -> None:
+def notify(ticket_id: int, flow_run_id: str | None, checkpoint: str) -> None:
     if flow_run_id:
         cancel_waiting_run(flow_run_id)
     emit_event(
         event="hitl.checkpoint.timed_out",
         resource={"prefect.resource.id": f"hitl.ticket.{ticket_id}"},
-        payload={"ticket_id": ticket_id, "flow_run_id": flow_run_id, "fallback": "escalation queue"},
+        payload={
+            "ticket_id": ticket_id,
+            "flow_run_id": flow_run_id,
+            "checkpoint": checkpoint,
+            "fallback": "escalation queue",
+        },
     )
 
 
 @flow(name="checkpoint-timeouts", description="Overdue checkpoints go to the escalation queue; nothing acts.")
 def checkpoint_timeouts() -> int:
     expired = expire()
-    for ticket_id, flow_run_id in expired:
-        notify(ticket_id, flow_run_id)
+    for item in expired:
+        notify(item.ticket_id, item.flow_run_id, item.checkpoint)
     if expired:
         get_run_logger().warning("%d checkpoint(s) timed out and went to the escalation queue", len(expired))
     return len(expired)

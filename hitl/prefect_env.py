@@ -21,6 +21,8 @@ def configure_prefect(settings: Settings) -> str:
     # although every run has finished; they are not the operator's concern.
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
     os.environ.setdefault("PREFECT_LOGGING_LOG_PRINTS", "false")
+    if os.environ.get("PREFECT_SERVER_API_AUTH_STRING"):  # a protected local server: the client
+        os.environ.setdefault("PREFECT_API_AUTH_STRING", os.environ["PREFECT_SERVER_API_AUTH_STRING"])
     api_url = os.environ.get("PREFECT_API_URL")
     if not api_url and _answers(LOCAL_SERVER):
         api_url = os.environ["PREFECT_API_URL"] = LOCAL_SERVER  # `hitl serve` is running here: join it

@@ -386,6 +386,7 @@ def test_timed_out_checkpoint_notifies(stack: Stack, webhook: WebhookReceiver, s
 
     text = wait_for(posted, timeout=60, what="the timed-out notification on the webhook")
     assert "escalation queue" in text and "nothing was executed or sent" in text
+    assert "the triage checkpoint" in text  # the timed-out event names the checkpoint
     assert f"/runs/flow-run/{run_id}" in text
     mails = wait_for(
         lambda: [m for m in smtp.texts() if f"ticket {ticket_id} timed out" in m[0]],

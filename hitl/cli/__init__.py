@@ -54,4 +54,25 @@ def main() -> None:
     except HitlError as exc:
         fail_line(str(exc))
         sys.exit(1)
+    except Exception as exc:  # only the Prefect API refusing us becomes one line; the rest re-raises
+        refused = _api_refusal(exc)
+        if refused is None:
+            raise
+        fail_line(refused)
+        sys.exit(1)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _api_refusal(exc: BaseException) -> str | None:
+    """A 401/403 from the Prefect API, as the one line that says what to set."""
+    import httpx
+
+    while exc is not None and not isinstance(exc, httpx.HTTPStatusError):
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    if exc is None or exc.response.status_code not in (401, 403):
+        return None
+    return (
+        f"the Prefect API at {exc.request.url.host}:{exc.request.url.port} refused the request "
+        f"({exc.response.status_code}): set PREFECT_API_AUTH_STRING to the server's "
+        "PREFECT_SERVER_API_AUTH_STRING"
+    )

@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -571,11 +571,19 @@ def _store_verdict(
 
 
 # ---------------------------------------------------------------- timeouts
-def expire_overdue(res: LifecycleResources, now: Any = None) -> list[tuple[int, str | None]]:
+class Expired(NamedTuple):
+    """A checkpoint that timed out: what the notification needs to say and link."""
+
+    ticket_id: int
+    flow_run_id: str | None
+    checkpoint: str
+
+
+def expire_overdue(res: LifecycleResources, now: Any = None) -> list[Expired]:
     """Waiting checkpoints past their deadline: marked overdue, ticket to the escalation queue.
-    Nothing is executed or sent. Returns (ticket id, flow run id) pairs for notification."""
+    Nothing is executed or sent. Returns one entry per ticket for notification."""
     now = now or utcnow()
-    expired: list[tuple[int, str | None]] = []
+    expired: list[Expired] = []
     with res.db.session() as session:
         rows = list(
             session.execute(
@@ -590,7 +598,7 @@ def expire_overdue(res: LifecycleResources, now: Any = None) -> list[tuple[int, 
             assert ticket is not None
             if ticket.overdue_at is None:
                 ticket.overdue_at, ticket.status, ticket.assigned_queue = now, "overdue", "escalation"
-                expired.append((ticket.id, d.flow_run_id))
+                expired.append(Expired(ticket.id, d.flow_run_id, d.checkpoint))
                 append_event(
                     session,
                     kind="checkpoint.timed_out",
