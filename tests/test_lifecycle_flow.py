@@ -307,18 +307,6 @@ def test_high_risk_remediation_needs_two_reviewers_and_runs_once(stack: Stack) -
         assert execution.status == "succeeded" and sorted(execution.approved_by) == ["bob", "carol"]
 
 
-def test_tampered_audit_row_fails_verification(stack: Stack) -> None:
-    assert run_cli("audit", "verify").returncode == 0
-    path = Path(get_settings().effective_database_url.removeprefix("sqlite:///"))
-    with sqlite3.connect(path) as conn:
-        conn.execute("DROP TRIGGER audit_events_no_update")
-        conn.execute(
-            "UPDATE audit_events SET body = replace(body, 'alice', 'mallory') WHERE kind = 'review.recorded'"
-        )
-    result = run_cli("audit", "verify")
-    assert result.returncode == 1 and "audit chain broken at event" in result.stderr
-
-
 def test_two_operators_resume_the_same_checkpoint_at_once(stack: Stack) -> None:
     """Fault test (issue #7): two `hitl resume` processes answer the same waiting checkpoint at the
     same moment; exactly one review is recorded and the other operator is told, in one line."""
@@ -354,3 +342,15 @@ def test_two_operators_resume_the_same_checkpoint_at_once(stack: Stack) -> None:
         (winner, "mailbox" if winner == "alice" else "network")
     ]
     assert run_cli("audit", "verify").returncode == 0
+
+
+def test_tampered_audit_row_fails_verification(stack: Stack) -> None:
+    assert run_cli("audit", "verify").returncode == 0
+    path = Path(get_settings().effective_database_url.removeprefix("sqlite:///"))
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TRIGGER audit_events_no_update")
+        conn.execute(
+            "UPDATE audit_events SET body = replace(body, 'alice', 'mallory') WHERE kind = 'review.recorded'"
+        )
+    result = run_cli("audit", "verify")
+    assert result.returncode == 1 and "audit chain broken at event" in result.stderr
