@@ -12,7 +12,7 @@ import sys
 import click
 import typer
 
-from hitl.cli import decisions, ingest, lifecycle, models, policy, review, serve, store
+from hitl.cli import decisions, ingest, lifecycle, models, policy, review, serve, store, workers
 from hitl.cli.common import err, fail_line
 from hitl.cli.notify import notify_app
 from hitl.errors import HitlError
@@ -23,7 +23,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
-for module in (ingest, store, models, lifecycle, serve, review):
+for module in (ingest, store, models, lifecycle, serve, review, workers):
     app.registered_commands.extend(module.app.registered_commands)
 app.add_typer(store.db_app, name="db")
 app.add_typer(store.tickets_app, name="tickets")
