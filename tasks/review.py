@@ -8,13 +8,19 @@ a replayed answer that was already applied is never applied twice.
 
 from __future__ import annotations
 
+import base64
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_image_artifact,
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field, create_model
@@ -52,7 +58,7 @@ def review_params(since: datetime | None, until: datetime | None, target_error: 
 @task(name="run-threshold-review", persist_result=True)
 def run_threshold_review(params: ReviewParams, from_csv: str | None) -> ReviewResult:
     """The review, its report and its artifacts, once per flow run (replays reuse the result)."""
-    from hitl.analysis.report import markdown_summary, recommendation_rows
+    from hitl.analysis.report import artifact_images, markdown_summary, recommendation_rows
     from hitl.analysis.service import run_review
 
     result, analysis = run_review(params, csv=Path(from_csv) if from_csv else None)
@@ -64,6 +70,9 @@ def run_threshold_review(params: ReviewParams, from_csv: str | None) -> ReviewRe
         key=f"{ARTIFACT_KEY}-recommendations",
         description="Recommendations",
     )
+    for key, description, png in artifact_images(analysis):
+        create_image_artifact(image_url="data:image/png;base64," + base64.b64encode(png).decode("ascii"),
+                              key=key, description=description)  # fmt: skip
     if result.report_path:
         create_link_artifact(link=Path(result.report_path).resolve().as_uri(), link_text=result.report_path,
                              key=f"{ARTIFACT_KEY}-report", description="The HTML report")  # fmt: skip

@@ -126,7 +126,9 @@ def test_approve_some_applies_exactly_the_approved_change(review: Review) -> Non
     schema = review.read_input(run_id, "threshold-approval-0", "schema")
     assert set(schema["properties"]["approved_keys"]["items"]["enum"]) == set(STANDARD_CHANGES)
     assert set(schema["required"]) == {"decision", "reviewer", "note"}
-    assert {"threshold-review", "threshold-review-recommendations"} <= review.artifact_keys(run_id)
+    keys = review.artifact_keys(run_id)
+    assert {"threshold-review", "threshold-review-recommendations"} <= keys
+    assert {"threshold-review-reliability-triage", "threshold-review-risk-coverage-triage"} <= keys  # PNGs
 
     resume_flow_run(
         uuid.UUID(run_id),

@@ -127,3 +127,33 @@ def markdown_summary(analysis: Analysis, result: ReviewResult) -> str:
         f"No combination has {PATTERN_MIN_COUNT} or more overrides with one reason code."
     ]
     return "\n".join(lines) + "\n"
+
+
+def artifact_images(analysis: Analysis) -> list[tuple[str, str, bytes]]:
+    """(artifact key, description, PNG) for the Prefect run page: each checkpoint's reliability
+    diagram and checkpoint-wide risk-coverage curve (the HTML report holds the rest)."""
+    import re
+
+    from hitl.analysis.plots import reliability_png, risk_coverage_png
+    from hitl.analysis.review import group_key
+
+    def key(*parts: str) -> str:
+        return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")[:100]
+
+    images: list[tuple[str, str, bytes]] = []
+    log = analysis.log
+    for checkpoint in sorted(log["checkpoint"].unique()) if not log.empty else []:
+        png = reliability_png(log[log["checkpoint"] == checkpoint], str(checkpoint))
+        if png is not None:
+            title = f"Reliability of reviewed {checkpoint} decisions (weighted by 1/propensity)"
+            images.append((key("threshold-review-reliability", str(checkpoint)), title, png))
+    for rec in analysis.recommendations:
+        if rec.label is None and rec.client is None:
+            name = group_key(rec.checkpoint)
+            curve = analysis.curves.get(name)
+            png = risk_coverage_png(curve, rec, name) if curve is not None else None
+            if png is not None:
+                images.append((key("threshold-review-risk-coverage", rec.checkpoint),
+                               f"Risk-coverage of {rec.checkpoint}: {rec.action.value} "
+                               f"{rec.current:.3f} -> {rec.recommended:.3f}", png))  # fmt: skip
+    return images
