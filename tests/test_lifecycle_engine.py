@@ -270,7 +270,7 @@ def test_timeout_marks_overdue_and_acts_on_nothing(res: LifecycleResources, data
     ticket_id = _wait_at(res, database, "triage", generate_tickets(count=1, seed=8)[0])
     assert engine.expire_overdue(res) == []  # not yet due
     expired = engine.expire_overdue(res, now=utcnow() + timedelta(days=1))
-    assert [t for t, _ in expired] == [ticket_id]
+    assert [(e.ticket_id, e.checkpoint) for e in expired] == [(ticket_id, "triage")]
     with database.session() as session:
         ticket = session.get(Ticket, ticket_id)
         assert ticket is not None and ticket.status == "overdue" and ticket.assigned_queue == "escalation"
