@@ -85,6 +85,7 @@ def test_the_optional_reopened_column(tmp_path: Path) -> None:
             "d5,triage,x,0.3,human,0.5,x,x,,a,2026-11-02T10:00:00Z,acme,0.8",
             "row 5 (line 6): propensity of a human-routed",
         ),
+        ("d5,triage,x,0.3,human,1,x,x,,a", "row 5 (line 6): threshold: empty"),  # a short row
     ],
 )
 def test_a_bad_row_is_named_in_one_line(tmp_path: Path, bad: str, message: str) -> None:

@@ -98,9 +98,8 @@ def validate_log(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     frame = frame.reset_index(drop=True)
     if frame.empty:
         raise DecisionLogError(f"{path}: no decisions (the file holds only a header)")
-    for column in _TEXT_COLUMNS:  # values count as written; the reader already drops leading blanks
-        if frame[column].isna().any():  # a short row leaves its missing fields NaN
-            frame[column] = frame[column].fillna("").astype(object)
+    # Text fields are taken as written (the reader drops leading blanks); with NA detection off, a
+    # short row's missing fields read as "" and fail the checks below like any empty field.
     for column in ("decision_id", "checkpoint", "ai_value"):
         index = _first_bad(frame[column] == "")
         if index is not None:

@@ -101,12 +101,13 @@ class LogArrays:
 
 
 def evidence_of(arrays: LogArrays, mask: np.ndarray) -> Evidence:
+    rows = np.flatnonzero(mask)  # one pass over the mask, then five small gathers
     return Evidence(
-        confidence=arrays.confidence[mask],
-        propensity=arrays.propensity[mask],
-        reviewed=arrays.reviewed[mask],
-        correct=arrays.correct[mask],
-        reopened=arrays.reopened[mask],
+        confidence=arrays.confidence.take(rows),
+        propensity=arrays.propensity.take(rows),
+        reviewed=arrays.reviewed.take(rows),
+        correct=arrays.correct.take(rows),
+        reopened=arrays.reopened.take(rows),
     )
 
 
