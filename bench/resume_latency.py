@@ -51,7 +51,10 @@ def _wait(predicate: Any, timeout: float, what: str, every: float = 0.5) -> Any:
 
 def _suspended(api: str) -> list[dict[str, Any]]:
     body = {"flow_runs": {"state": {"name": {"any_": ["Suspended"]}}}, "sort": "START_TIME_ASC", "limit": 200}
-    response = httpx.post(f"{api}/flow_runs/filter", json=body, timeout=10)
+    try:
+        response = httpx.post(f"{api}/flow_runs/filter", json=body, timeout=10)
+    except httpx.HTTPError:  # the server is still starting
+        return []
     return response.json() if response.status_code == 200 else []
 
 
