@@ -72,3 +72,18 @@ def processes_of(run_id: str) -> list[int]:
         if f"PREFECT__FLOW_RUN_ID={run_id}".encode() in environ:
             pids.append(int(entry.name))
     return pids
+
+
+def set_policy(db: Any, **checkpoints: dict[str, Any]) -> None:
+    """A new policy version with these checkpoint settings (and no per-class overrides), so a
+    scenario decides which route its ticket takes."""
+    from hitl.store.policies import create_version, current_policy
+
+    with db.session() as session:
+        _, policy = current_policy(session)
+        changed = policy.model_copy(deep=True)
+        for name, values in checkpoints.items():
+            for key, value in values.items():
+                setattr(changed.checkpoints[name], key, value)
+            changed.checkpoints[name].classes = {}
+        create_version(session, changed, "test", "scenario")

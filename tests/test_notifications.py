@@ -32,9 +32,8 @@ from hitl.models import TicketRecord
 from hitl.settings import get_settings
 from hitl.store import db as db_module
 from hitl.store.db import Database
-from hitl.store.policies import create_version, current_policy
 
-from .lifecycle_stack import served_deployments, state_of, wait_for
+from .lifecycle_stack import served_deployments, set_policy, state_of, wait_for
 from .support import free_port, run_cli
 from .test_lifecycle_engine import ingest
 
@@ -169,14 +168,7 @@ class Stack:
         self.api, self.db = api, db
 
     def policy(self, **checkpoints: dict[str, Any]) -> None:
-        with self.db.session() as session:
-            _, policy = current_policy(session)
-            changed = policy.model_copy(deep=True)
-            for name, values in checkpoints.items():
-                for key, value in values.items():
-                    setattr(changed.checkpoints[name], key, value)
-                changed.checkpoints[name].classes = {}
-            create_version(session, changed, "test", "scenario")
+        set_policy(self.db, **checkpoints)
 
     def start(self, record: TicketRecord) -> tuple[int, str]:
         from hitl.lifecycle.runs import start_lifecycle_runs
