@@ -64,14 +64,3 @@ def stratified_gamma(
     upper = np.where(wm > 0, np.minimum(upper, 1.0), 0.0)
     return np.clip(lower, 0.0, 1.0), upper
 
-
-def kish_clopper_pearson(weights: np.ndarray, wrong: np.ndarray, confidence: float) -> tuple[float, float]:
-    """The plain baseline: one Clopper-Pearson bound at the Kish effective sample size of the
-    inverse-propensity weights. Kept for the simulation's side-by-side comparison."""
-    w = np.asarray(weights, dtype=float)
-    if w.size == 0:
-        return 0.0, 1.0
-    estimate = float((w * np.asarray(wrong, dtype=float)).sum() / w.sum())
-    ess = float(w.sum() ** 2 / (w**2).sum())
-    lower, upper = clopper_pearson(np.array([estimate * ess]), np.array([ess]), confidence)
-    return float(lower[0]), float(upper[0])
