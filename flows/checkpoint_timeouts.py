@@ -1,6 +1,9 @@
-"""The checkpoint-timeouts flow (every minute while `hitl serve` runs): checkpoints past their
-deadline are marked overdue and routed to the escalation queue, their suspended runs are
-cancelled so a late answer cannot act, and an event is emitted for notifications."""
+"""The checkpoint-timeouts flow (every minute while `hitl serve` or a worker runs): checkpoints past
+their deadline are marked overdue and routed to the escalation queue, their suspended runs are
+cancelled so a late answer cannot act, and an event is emitted for notifications. Then lifecycle
+runs whose process died (no heartbeat) are marked Crashed and their tickets recovered: a fresh run,
+or, when an action of the dead run may have half-happened, the escalation queue (docs/lifecycle.md).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from hitl.lifecycle import engine
 from hitl.lifecycle.bootstrap import build_resources
 from hitl.lifecycle.runs import cancel_waiting_run
 from hitl.settings import get_settings
+from tasks.recovery import recover_orphaned_runs
 
 
 @task(name="expire-overdue", cache_policy=NO_CACHE)
@@ -35,11 +39,18 @@ def notify(ticket_id: int, flow_run_id: str | None, checkpoint: str) -> None:
     )
 
 
-@flow(name="checkpoint-timeouts", description="Overdue checkpoints go to the escalation queue; nothing acts.")
+@flow(
+    name="checkpoint-timeouts",
+    description=(
+        "Overdue checkpoints go to the escalation queue; lifecycle runs whose process died are recovered."
+    ),
+)
 def checkpoint_timeouts() -> int:
+    """Returns how many checkpoints timed out."""
     expired = expire()
     for item in expired:
         notify(item.ticket_id, item.flow_run_id, item.checkpoint)
     if expired:
         get_run_logger().warning("%d checkpoint(s) timed out and went to the escalation queue", len(expired))
+    recover_orphaned_runs()
     return len(expired)

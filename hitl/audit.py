@@ -48,6 +48,8 @@ LIFECYCLE_KINDS: tuple[str, ...] = (
     "review.refused",  # a submitted review was rejected (invalid input, not authorised, too late)
     "action.executed",  # a runbook ran under its idempotency key, with status and output digest
     "action.skipped_duplicate",  # a re-run found the idempotency key already executed
+    "action.result_unknown",  # an execution is still "running" with nobody behind it: not re-run, escalated
+    "lifecycle.recovered",  # a lifecycle run whose process died: restarted, result unknown, or escalated
     "reply.queued",  # a client reply went to the outbox, with its edit distance from the draft
     "checkpoint.timed_out",  # nobody reviewed before the deadline; the fallback that applied
     "policy.version_created",  # a new checkpoint policy version is in force

@@ -1,7 +1,16 @@
 """What a resolved checkpoint does to the world: route the ticket, set its tier, run the
-runbook (once, under its idempotency key), queue the reply. Each effect is safe to repeat."""
+runbook (once, under its idempotency key), queue the reply. Each effect is safe to repeat.
+
+One effect can stop the lifecycle: a runbook whose earlier execution is still marked "running"
+(its process died half-way, or another process is on it) has an unknown result. It is never run
+again; the decision keeps `execution_status = "unknown"` and is not `applied`, the ticket goes to
+the escalation queue, and `apply_checkpoint` returns the reason to stop, so nothing after it
+(the reply) acts as if the action had succeeded.
+"""
 
 from __future__ import annotations
+
+import json
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -9,7 +18,10 @@ from sqlalchemy.orm import Session
 from hitl.audit import append_event
 from hitl.errors import HitlError
 from hitl.lifecycle.resources import LifecycleResources
-from hitl.store.orm import Decision, Review, Ticket, utcnow
+from hitl.store.orm import ActionExecution, AuditEvent, Decision, Review, Ticket, utcnow
+
+RESULT_UNKNOWN_MESSAGE = "remediation result unknown: check the target system"
+"""Why the lifecycle stops after an action whose result is unknown (the ticket is escalated)."""
 
 
 def _approvers(session: Session, decision: Decision) -> list[str]:
@@ -20,11 +32,12 @@ def _approvers(session: Session, decision: Decision) -> list[str]:
 
 def apply_checkpoint(
     res: LifecycleResources, ticket_id: int, checkpoint: str, decision_ids: list[int]
-) -> None:
+) -> str | None:
+    """Apply the checkpoint's effects. Returns None when the lifecycle may go on, or the reason
+    it must stop for people (an action whose result is unknown)."""
     if checkpoint == "remediation":
-        for decision_id in decision_ids:
-            _apply_remediation(res, ticket_id, decision_id)
-        return
+        stops = [stop for d in decision_ids if (stop := _apply_remediation(res, ticket_id, d))]
+        return stops[0] if stops else None
     with res.db.session() as session:
         ticket = session.get(Ticket, ticket_id)
         assert ticket is not None
@@ -41,6 +54,7 @@ def apply_checkpoint(
                 _queue_reply(session, ticket, d)
             ticket.lifecycle_stage = checkpoint
             d.status = "applied"
+    return None
 
 
 def _queue_reply(session: Session, ticket: Ticket, d: Decision) -> None:
@@ -73,7 +87,7 @@ def _queue_reply(session: Session, ticket: Ticket, d: Decision) -> None:
     )
 
 
-def _apply_remediation(res: LifecycleResources, ticket_id: int, decision_id: int) -> None:
+def _apply_remediation(res: LifecycleResources, ticket_id: int, decision_id: int) -> str | None:
     from hitl.remediation.idempotency import execute_once
     from policies.runbooks import validate_parameters
 
@@ -81,11 +95,13 @@ def _apply_remediation(res: LifecycleResources, ticket_id: int, decision_id: int
         d = session.get(Decision, decision_id)
         assert d is not None
         if d.status == "applied":
-            return
+            return None
         runbook_id = d.final_value
         if not runbook_id or runbook_id == "none":
             d.status = "applied"
-            return
+            return None
+        if _still_unknown(session, d):  # recorded before and nobody has recorded the result since
+            return RESULT_UNKNOWN_MESSAGE
         params = dict(d.details.get("final_parameters") or d.details.get("parameters") or {})
         approvers = _approvers(session, d)
     runbook = res.runbooks[runbook_id]
@@ -102,6 +118,13 @@ def _apply_remediation(res: LifecycleResources, ticket_id: int, decision_id: int
         flow_run_id=res.flow_run_id,
     )
     with res.db.session() as session:
+        if outcome.result_unknown:
+            execution = session.get(ActionExecution, outcome.execution_id)
+            if execution is not None and execution.status == "running":
+                record_unknown_result(
+                    session, execution, outcome.note or "", detected_by=res.flow_run_id or "lifecycle"
+                )
+                return RESULT_UNKNOWN_MESSAGE
         d = session.get(Decision, decision_id)
         ticket = session.get(Ticket, ticket_id)
         assert d is not None and ticket is not None
@@ -122,4 +145,76 @@ def _apply_remediation(res: LifecycleResources, ticket_id: int, decision_id: int
         )
         ticket.lifecycle_stage = "remediation"
         d.status = "applied"
-        d.details = {**d.details, "execution_status": outcome.status, "executed_at": utcnow().isoformat()}
+        d.details = {
+            **d.details,
+            "execution_id": outcome.execution_id,
+            "execution_status": outcome.status,
+            "executed_at": utcnow().isoformat(),
+        }
+    return None
+
+
+def _still_unknown(session: Session, d: Decision) -> bool:
+    if d.details.get("execution_status") != "unknown":
+        return False
+    execution = session.get(ActionExecution, d.details.get("execution_id"))
+    return execution is None or execution.status == "running"
+
+
+def record_unknown_result(
+    session: Session, execution: ActionExecution, note: str, *, detected_by: str
+) -> bool:
+    """An action whose result nobody knows (still "running", its process gone or unaccounted for):
+    its decision gets `execution_status = "unknown"` (and stays un-applied, so it is never taken
+    for done), the ticket goes to the escalation queue, and an `action.result_unknown` audit event
+    records the execution and why. Nothing is executed. Idempotent: returns False when this
+    execution was already recorded as unknown."""
+    decision = session.get(Decision, execution.decision_id) if execution.decision_id is not None else None
+    if decision is not None and (
+        decision.details.get("execution_status") == "unknown"
+        and decision.details.get("execution_id") == execution.id
+    ):
+        return False
+    if decision is None and _unknown_logged(session, execution):
+        return False
+    ticket = session.get(Ticket, execution.ticket_id)
+    assert ticket is not None
+    if decision is not None:
+        decision.details = {
+            **decision.details,
+            "execution_id": execution.id,
+            "execution_status": "unknown",
+            "execution_note": note,
+        }
+    ticket.lifecycle_stage = "remediation"
+    ticket.assigned_queue = "escalation"
+    if ticket.status != "overdue":
+        ticket.status = "escalated"
+    append_event(
+        session,
+        kind="action.result_unknown",
+        actor="system",
+        ticket_id=ticket.id,
+        data={
+            "decision_id": execution.decision_id,
+            "execution_id": execution.id,
+            "runbook": execution.runbook_id,
+            "idempotency_key": execution.idempotency_key,
+            "started_at": execution.started_at,
+            "flow_run_id": execution.flow_run_id,
+            "detected_by": detected_by,
+            "note": note,
+            "message": RESULT_UNKNOWN_MESSAGE,
+            "fallback": "escalation queue; not re-executed",
+        },
+    )
+    return True
+
+
+def _unknown_logged(session: Session, execution: ActionExecution) -> bool:
+    bodies = session.execute(
+        select(AuditEvent.body).where(
+            AuditEvent.ticket_id == execution.ticket_id, AuditEvent.kind == "action.result_unknown"
+        )
+    ).scalars()
+    return any(json.loads(body)["data"].get("execution_id") == execution.id for body in bodies)

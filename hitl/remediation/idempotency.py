@@ -5,7 +5,9 @@ called. Whoever commits the key runs the action; everyone else (a retried task, 
 a second worker at the same moment) hits the unique constraint and gets the stored row back.
 A row still marked "running" is never re-executed: the process that owned it may have died
 half-way, and repeating a half-applied change to a client environment is worse than asking a
-human to look.
+human to look. The caller gets `result_unknown=True` and must stop for people
+(hitl.lifecycle.effects sends the ticket to the escalation queue; the checkpoint-timeouts sweeper
+does the same for the executions of a run whose process died, hitl.lifecycle.recovery).
 """
 
 from __future__ import annotations
@@ -122,8 +124,8 @@ def _outcome(row: ActionExecution, *, executed_now: bool) -> ExecutionOutcome:
         note = (
             f"execution {row.id} of this action started at {row.started_at:%Y-%m-%d %H:%M:%S} UTC is still "
             "marked running: it may still be in progress or its process may have died, so its result "
-            "is unknown. It is not re-executed automatically: check the target system and record the "
-            "result by hand."
+            "is unknown. It is not re-executed automatically: check the target system (the ticket goes "
+            "to the escalation queue)."
         )
     elif not executed_now:
         note = f"already executed as execution {row.id} ({row.status}): not run again"

@@ -1,0 +1,287 @@
+"""Recovery after a process died mid-lifecycle, without Prefect: which runs are orphaned, what a
+crashed run's ticket needs, and what an action whose result is unknown does to the ticket (never
+run again, escalation queue, the lifecycle stops), on SQLite and PostgreSQL with a real webhook
+executor against a real local HTTP server. The end-to-end kill is tests/test_worker_kill.py."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from hitl.audit import verify_chain
+from hitl.lifecycle import recovery
+from hitl.lifecycle.effects import RESULT_UNKNOWN_MESSAGE, apply_checkpoint
+from hitl.lifecycle.recovery import ActiveRun, Recovery, TicketFacts, orphaned, plan_recovery, stale_after
+from hitl.lifecycle.resources import LifecycleResources
+from hitl.models import TicketRecord
+from hitl.remediation.executors import WebhookExecutor
+from hitl.remediation.idempotency import idempotency_key
+from hitl.store.db import Database
+from hitl.store.orm import ActionExecution, AuditEvent, Decision, Ticket, utcnow
+from policies.runbooks import Runbook, load_runbook_catalog, validate_parameters
+
+from .test_lifecycle_engine import Rmm, ingest
+
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+STALE = timedelta(seconds=90)
+
+
+# ---------------------------------------------------------------- pure: orphans
+def test_stale_after_is_three_heartbeats_and_none_without_heartbeats() -> None:
+    assert stale_after(30) == timedelta(seconds=90)
+    assert stale_after(180) == timedelta(seconds=540)  # Prefect 3.9's default frequency: 9 min
+    assert stale_after(10) == timedelta(seconds=90)  # Prefect never beats more often than every 30 s
+    assert stale_after(None) is None and stale_after(0) is None
+
+
+@pytest.mark.parametrize(
+    ("running_since", "last_heartbeat", "is_orphan"),
+    [
+        (T0 - timedelta(minutes=10), T0 - timedelta(seconds=20), False),  # beating
+        (T0 - timedelta(minutes=10), T0 - timedelta(seconds=89), False),  # two beats late: not yet
+        (T0 - timedelta(minutes=10), T0 - timedelta(seconds=91), True),  # three missed: gone
+        (T0 - timedelta(minutes=10), None, True),  # running for long, never beat
+        (T0 - timedelta(seconds=30), None, False),  # just started: no beat yet
+        (T0 - timedelta(seconds=10), T0 - timedelta(hours=2), False),  # resumed just now after a wait
+    ],
+)
+def test_orphaned_needs_no_sign_of_life_for_longer_than_stale(
+    running_since: datetime, last_heartbeat: datetime | None, is_orphan: bool
+) -> None:
+    run = ActiveRun(
+        id="r", deployment="ticket-lifecycle", running_since=running_since, last_heartbeat=last_heartbeat
+    )
+    assert orphaned([run], T0, STALE) == ([run] if is_orphan else [])
+
+
+def test_watched_deployments_are_the_products() -> None:
+    from deployments.definitions import all_deployments
+    from hitl.settings import Settings
+
+    names = {d.name for d in all_deployments(Settings())}
+    assert set(recovery.WATCHED_DEPLOYMENTS) <= names and recovery.LIFECYCLE_DEPLOYMENT in names
+
+
+# ---------------------------------------------------------------- pure: what a crashed run's ticket needs
+KNOWN = {"exists": True, "run_known": True, "stage": "remediation", "status": "new"}
+
+
+@pytest.mark.parametrize(
+    ("facts", "action"),
+    [
+        ({**KNOWN, "running_executions": (7,)}, Recovery.RESULT_UNKNOWN),
+        ({**KNOWN, "running_executions": (7,), "newer_run": True}, Recovery.RESULT_UNKNOWN),
+        ({**KNOWN, "status": "escalated", "running_executions": (7,)}, Recovery.RESULT_UNKNOWN),  # idempotent
+        (KNOWN, Recovery.RESTART),  # the row was never committed (or nothing ran): replay, execute once
+        ({**KNOWN, "stage": "triage", "status": "waiting"}, Recovery.RESTART),
+        ({**KNOWN, "restarts": 2}, Recovery.RESTART),
+        ({**KNOWN, "restarts": 3}, Recovery.ESCALATE),  # crashed again after 3 restarts: people take over
+        ({**KNOWN, "newer_run": True}, Recovery.NOTHING),
+        ({**KNOWN, "stage": "done", "status": "open"}, Recovery.NOTHING),
+        ({**KNOWN, "status": "escalated"}, Recovery.NOTHING),
+        ({**KNOWN, "status": "overdue"}, Recovery.NOTHING),
+        ({**KNOWN, "run_known": False, "running_executions": ()}, Recovery.NOTHING),  # another database's
+        ({"exists": False, "run_known": False}, Recovery.NOTHING),
+    ],
+)
+def test_plan_recovery(facts: dict[str, Any], action: Recovery) -> None:
+    planned, why = plan_recovery(TicketFacts(**facts))
+    assert planned is action and why
+
+
+# ---------------------------------------------------------------- effects and the sweeper's records
+RUNBOOK = "deploy-patch-fleet"  # the webhook runbook of the shipped catalog
+PARAMS = {"ring": "pilot", "kb": "KB5034441"}
+
+
+@pytest.fixture
+def rmm() -> Iterator[Rmm]:
+    server = Rmm()
+    yield server
+    server.server.shutdown()
+
+
+@pytest.fixture
+def catalog() -> dict[str, Runbook]:
+    return load_runbook_catalog()
+
+
+def _res(database: Database, catalog: dict[str, Runbook], rmm: Rmm, flow_run_id: str) -> LifecycleResources:
+    webhook = WebhookExecutor(rmm.url)
+    return LifecycleResources(
+        db=database, runbooks=catalog, executor_for=lambda _: webhook, flow_run_id=flow_run_id
+    )
+
+
+def _approved_remediation(database: Database, flow_run_id: str, status: str = "decided") -> tuple[int, int]:
+    record = TicketRecord(
+        external_id=f"PATCH-{flow_run_id[:6]}",
+        client="Harbor Point Dental Group",
+        subject="Roll KB5034441 out to the pilot ring",
+        body="Please approve KB5034441 for the pilot ring.",
+        priority="medium",
+    )
+    [ticket_id] = ingest(database, [record])
+    with database.session() as session:
+        decision = Decision(
+            ticket_id=ticket_id,
+            checkpoint="remediation",
+            head="runbook",
+            ai_value=RUNBOOK,
+            confidence=0.9,
+            route="HUMAN",
+            propensity=1.0,
+            final_value=RUNBOOK if status == "decided" else None,
+            status=status,
+            flow_run_id=flow_run_id,
+            details={"parameters": PARAMS},
+            deadline=utcnow() + timedelta(hours=1) if status == "waiting" else None,
+        )
+        session.add(decision)
+        session.flush()
+        return ticket_id, decision.id
+
+
+def _left_running(
+    database: Database, catalog: dict[str, Runbook], ticket_id: int, decision_id: int, run: str
+) -> int:
+    """What a worker killed in the middle of the webhook call leaves: the row, committed "running"."""
+    key = idempotency_key(ticket_id, RUNBOOK, validate_parameters(catalog[RUNBOOK], PARAMS))
+    with database.session() as session:
+        row = ActionExecution(
+            idempotency_key=key,
+            ticket_id=ticket_id,
+            decision_id=decision_id,
+            runbook_id=RUNBOOK,
+            parameters=PARAMS,
+            executor="webhook",
+            status="running",
+            approved_by=["alice", "bob"],
+            flow_run_id=run,
+            started_at=utcnow(),
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def _events(database: Database, ticket_id: int, kind: str) -> list[dict[str, Any]]:
+    with database.session() as session:
+        bodies = session.execute(
+            select(AuditEvent.body).where(AuditEvent.ticket_id == ticket_id, AuditEvent.kind == kind)
+        ).scalars()
+        return [json.loads(b)["data"] for b in bodies]
+
+
+def test_a_rerun_that_finds_the_action_running_never_runs_it_and_stops_for_people(
+    database: Database, catalog: dict[str, Runbook], rmm: Rmm
+) -> None:
+    ticket_id, decision_id = _approved_remediation(database, "run-killed")
+    execution_id = _left_running(database, catalog, ticket_id, decision_id, "run-killed")
+    res = _res(database, catalog, rmm, "run-rerun")
+
+    assert apply_checkpoint(res, ticket_id, "remediation", [decision_id]) == RESULT_UNKNOWN_MESSAGE
+    assert apply_checkpoint(res, ticket_id, "remediation", [decision_id]) == RESULT_UNKNOWN_MESSAGE  # replay
+    assert rmm.requests == []
+    with database.session() as session:
+        decision = session.get_one(Decision, decision_id)
+        assert decision.status == "decided"  # never "applied": the effect is not known to be done
+        assert decision.details["execution_status"] == "unknown"
+        assert decision.details["execution_id"] == execution_id
+        assert "not re-executed" in decision.details["execution_note"]
+        ticket = session.get_one(Ticket, ticket_id)
+        assert (ticket.assigned_queue, ticket.status, ticket.lifecycle_stage) == (
+            "escalation",
+            "escalated",
+            "remediation",
+        )
+        assert session.get_one(ActionExecution, execution_id).status == "running"
+        assert verify_chain(session).ok
+    [event] = _events(database, ticket_id, "action.result_unknown")  # once, however often replayed
+    assert event["execution_id"] == execution_id and event["message"] == RESULT_UNKNOWN_MESSAGE
+    assert event["detected_by"] == "run-rerun" and event["flow_run_id"] == "run-killed"
+    assert not _events(database, ticket_id, "action.skipped_duplicate")
+
+    with database.session() as session:  # someone checked the RMM and recorded the result
+        row = session.get_one(ActionExecution, execution_id)
+        row.status, row.finished_at = "succeeded", utcnow()
+    assert apply_checkpoint(res, ticket_id, "remediation", [decision_id]) is None
+    assert rmm.requests == []
+    with database.session() as session:
+        decision = session.get_one(Decision, decision_id)
+        assert decision.status == "applied" and decision.details["execution_status"] == "succeeded"
+    assert len(_events(database, ticket_id, "action.skipped_duplicate")) == 1
+
+
+def test_killed_before_the_row_was_committed_the_rerun_executes_once(
+    database: Database, catalog: dict[str, Runbook], rmm: Rmm
+) -> None:
+    ticket_id, decision_id = _approved_remediation(database, "run-killed")
+    facts = recovery.ticket_facts(database, ticket_id, "run-killed")
+    assert facts.run_known and facts.running_executions == ()
+    assert plan_recovery(facts)[0] is Recovery.RESTART
+
+    res = _res(database, catalog, rmm, "run-rerun")
+    assert apply_checkpoint(res, ticket_id, "remediation", [decision_id]) is None
+    assert apply_checkpoint(res, ticket_id, "remediation", [decision_id]) is None
+    assert [r["path"] for r in rmm.requests] == ["/rmm/rings/pilot/deployments"]
+    with database.session() as session:
+        [row] = session.execute(select(ActionExecution)).scalars()
+        assert row.status == "succeeded" and row.flow_run_id == "run-rerun"
+        assert session.get_one(Decision, decision_id).details["execution_id"] == row.id
+
+
+def test_sweeper_records_an_unknown_result_once_for_the_dead_runs_execution(
+    database: Database, catalog: dict[str, Runbook]
+) -> None:
+    ticket_id, decision_id = _approved_remediation(database, "run-dead")
+    execution_id = _left_running(database, catalog, ticket_id, decision_id, "run-dead")
+    assert recovery.ticket_facts(database, ticket_id, "another-databases-run").run_known is False
+    facts = recovery.ticket_facts(database, ticket_id, "run-dead")
+    assert facts.running_executions == (execution_id,)
+    action, why = plan_recovery(facts)
+    assert action is Recovery.RESULT_UNKNOWN
+
+    assert recovery.record_result_unknown(database, ticket_id, "run-dead", facts.running_executions, why)
+    assert not recovery.record_result_unknown(database, ticket_id, "run-dead", facts.running_executions, why)
+    [unknown] = _events(database, ticket_id, "action.result_unknown")
+    assert unknown["detected_by"] == recovery.ACTOR and "whose process died" in unknown["note"]
+    [recovered] = _events(database, ticket_id, "lifecycle.recovered")
+    assert recovered == {
+        "flow_run_id": "run-dead",
+        "action": "result_unknown",
+        "execution_id": execution_id,
+        "why": why,
+        "message": RESULT_UNKNOWN_MESSAGE,
+    }
+    with database.session() as session:
+        ticket = session.get_one(Ticket, ticket_id)
+        assert (ticket.assigned_queue, ticket.status) == ("escalation", "escalated")
+        assert session.get_one(Decision, decision_id).details["execution_status"] == "unknown"
+        assert session.get_one(ActionExecution, execution_id).status == "running"  # untouched
+        assert verify_chain(session).ok
+
+
+def test_a_restart_repoints_waiting_decisions_and_counts_towards_escalation(database: Database) -> None:
+    ticket_id, decision_id = _approved_remediation(database, "run-1", status="waiting")
+    for n in range(1, recovery.MAX_RESTARTS + 1):
+        facts = recovery.ticket_facts(database, ticket_id, f"run-{n}")
+        assert facts.restarts == n - 1 and plan_recovery(facts)[0] is Recovery.RESTART
+        recovery.record_restart(database, ticket_id, f"run-{n}", f"run-{n + 1}", "test")
+        with database.session() as session:
+            assert session.get_one(Decision, decision_id).flow_run_id == f"run-{n + 1}"
+    facts = recovery.ticket_facts(database, ticket_id, f"run-{recovery.MAX_RESTARTS + 1}")
+    action, why = plan_recovery(facts)
+    assert action is Recovery.ESCALATE
+    recovery.record_escalation(database, ticket_id, "run-4", why)
+    with database.session() as session:
+        ticket = session.get_one(Ticket, ticket_id)
+        assert (ticket.assigned_queue, ticket.status) == ("escalation", "escalated")
+        assert verify_chain(session).ok
+    actions = [e["action"] for e in _events(database, ticket_id, "lifecycle.recovered")]
+    assert actions == ["restart"] * recovery.MAX_RESTARTS + ["escalate"]
