@@ -15,7 +15,9 @@ from sqlalchemy.exc import DBAPIError
 from hitl.audit import (
     GENESIS_HASH,
     LIFECYCLE_KINDS,
+    NewEvent,
     append_event,
+    append_events,
     canonical_json,
     ticket_timeline,
     verify_chain,
@@ -134,7 +136,7 @@ def test_append_refuses_arguments_the_columns_cannot_hold(database: Database) ->
 
 
 def test_lifecycle_kinds_are_documented() -> None:
-    assert "review.recorded" in LIFECYCLE_KINDS and len(set(LIFECYCLE_KINDS)) == len(LIFECYCLE_KINDS) == 11
+    assert "review.recorded" in LIFECYCLE_KINDS and len(set(LIFECYCLE_KINDS)) == len(LIFECYCLE_KINDS) == 13
 
 
 # ---------------------------------------------------------------- concurrency
@@ -169,6 +171,70 @@ def test_concurrent_appenders_never_fork_the_chain(database: Database) -> None:
     assert sorted({r.actor for r in rows}) == ["worker-1", "worker-2"]
     assert sum(r.actor == "worker-1" for r in rows) == 150
     assert report.ok and report.events_checked == 300
+
+
+def test_bulk_append_continues_the_chain_between_single_appends(database: Database) -> None:
+    with database.session() as session:
+        append_event(session, kind="decision.created", actor="ai", ticket_id=1, data={"n": 0})
+    batch = [NewEvent("decision.created", "ai", i, {"n": i, "text": "x" * i}) for i in range(1, 1201)]
+    with database.session() as session:
+        assert append_events(session, batch) == 1200
+        assert append_events(session, []) == 0
+    with database.session() as session:
+        last = append_event(session, kind="review.recorded", actor="alice", ticket_id=3, data={})
+        report = verify_chain(session, batch=500)
+        timeline = ticket_timeline(session, 7)
+    assert last.seq == 1202 and report.ok and report.events_checked == 1202
+    assert [e.data for e in timeline] == [{"n": 7, "text": "xxxxxxx"}]
+
+
+def test_bulk_append_refuses_a_bad_event_and_writes_none_of_the_batch(database: Database) -> None:
+    batch = [NewEvent("decision.created", "ai", 1, {}), NewEvent("decision.created", "", 2, {})]
+    with pytest.raises(ValueError), database.session() as session:
+        append_events(session, batch)
+    with database.session() as session:
+        assert verify_chain(session).events_checked == 0
+
+
+def test_bulk_and_single_appenders_at_once_never_fork_the_chain(database: Database) -> None:
+    database.ensure_schema()
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def bulk() -> None:
+        own = Database(database.url)
+        try:
+            barrier.wait()
+            for i in range(20):
+                with own.session() as session:
+                    append_events(session, [NewEvent("decision.created", "bulk", None, {"i": i})] * 10)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            own.dispose()
+
+    def single() -> None:
+        own = Database(database.url)
+        try:
+            barrier.wait()
+            for i in range(100):
+                with own.session() as session:
+                    append_event(session, kind="review.recorded", actor="one", ticket_id=None, data={"i": i})
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            own.dispose()
+
+    threads = [threading.Thread(target=bulk), threading.Thread(target=single)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors, errors
+    with database.session() as session:
+        seqs = list(session.execute(select(AuditEvent.seq).order_by(AuditEvent.seq)).scalars())
+        report = verify_chain(session, batch=64)
+    assert seqs == list(range(1, 301)) and report.ok and report.events_checked == 300
 
 
 # ---------------------------------------------------------------- triggers and tampering

@@ -36,8 +36,11 @@ class RawRecord:
     error: str | None = None
 
 
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes kept by surrogateescape decoding
+
+
 def has_bad_bytes(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
+    return _UNDECODABLE.search(text) is not None
 
 
 def printable(text: str) -> str:

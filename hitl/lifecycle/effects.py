@@ -41,19 +41,27 @@ def apply_checkpoint(
     with res.db.session() as session:
         ticket = session.get(Ticket, ticket_id)
         assert ticket is not None
-        for decision_id in decision_ids:
-            d = session.get(Decision, decision_id)
-            assert d is not None
-            if d.status == "applied":
-                continue
-            if checkpoint == "triage" and d.head == "category" and d.final_value:
-                ticket.assigned_queue = d.final_value
-            elif checkpoint == "escalation" and d.final_value in ("T1", "T2", "T3"):
-                ticket.tier = d.final_value
-            elif checkpoint == "reply" and d.final_value == "send":
-                _queue_reply(session, ticket, d)
-            ticket.lifecycle_stage = checkpoint
-            d.status = "applied"
+        decisions = [session.get_one(Decision, decision_id) for decision_id in decision_ids]
+        apply_in_session(session, ticket, checkpoint, decisions)
+
+
+def apply_in_session(session: Session, ticket: Ticket, checkpoint: str, decisions: list[Decision]) -> None:
+    """The effects of a resolved triage, escalation or reply checkpoint, in the caller's
+    transaction: the batch path applies hundreds of tickets in one. Remediation is never applied
+    here: each runbook execution needs transactions of its own (see `_apply_remediation`)."""
+    if checkpoint == "remediation":
+        raise ValueError("remediation effects run through apply_checkpoint, one execution at a time")
+    for d in decisions:
+        if d.status == "applied":
+            continue
+        if checkpoint == "triage" and d.head == "category" and d.final_value:
+            ticket.assigned_queue = d.final_value
+        elif checkpoint == "escalation" and d.final_value in ("T1", "T2", "T3"):
+            ticket.tier = d.final_value
+        elif checkpoint == "reply" and d.final_value == "send":
+            _queue_reply(session, ticket, d)
+        ticket.lifecycle_stage = checkpoint
+        d.status = "applied"
     return None
 
 
