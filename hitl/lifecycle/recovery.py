@@ -307,7 +307,7 @@ def _last_heartbeats(client: Any, run_ids: Sequence[str], since: datetime) -> di
         event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
         resource=EventResourceFilter(id=[f"prefect.flow-run.{r}" for r in run_ids], distinct=True),
     )
-    page = client.read_events(filter=events_filter, limit=200)
+    page = client.read_events(filter=events_filter, limit=50)  # the API's largest page
     events = list(page.events)
     while page.next_page and len(events) < 5 * len(run_ids):
         page = client.read_events_page(page.next_page)
