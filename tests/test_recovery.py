@@ -285,3 +285,19 @@ def test_a_restart_repoints_waiting_decisions_and_counts_towards_escalation(data
         assert verify_chain(session).ok
     actions = [e["action"] for e in _events(database, ticket_id, "lifecycle.recovered")]
     assert actions == ["restart"] * recovery.MAX_RESTARTS + ["escalate"]
+
+
+@pytest.mark.xfail(
+    reason="until engine.settle passes apply_checkpoint's stop on (the batch-path rewrite of engine.py "
+    "does): then this passes, drop the marker",
+)
+def test_the_engine_stops_the_ticket_at_an_unknown_result(
+    database: Database, catalog: dict[str, Runbook], rmm: Rmm
+) -> None:
+    from hitl.lifecycle import engine
+
+    ticket_id, decision_id = _approved_remediation(database, "run-killed")
+    _left_running(database, catalog, ticket_id, decision_id, "run-killed")
+    state = engine.settle(_res(database, catalog, rmm, "run-rerun"), ticket_id, "remediation")
+    assert rmm.requests == []
+    assert state.status is engine.StageStatus.STOPPED and state.message == RESULT_UNKNOWN_MESSAGE
