@@ -103,6 +103,9 @@ def _iso_utc(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
+_PLAIN = (str, int, bool)
+
+
 def _normalize(value: Any, path: str) -> Any:
     """Reduce `value` to JSON types, refusing whatever has no single obvious JSON form."""
     if value is None or isinstance(value, bool | int | str):
@@ -124,7 +127,11 @@ def _normalize(value: Any, path: str) -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValueError(f"{path}: key {key!r} is not a string")
-            out[key] = _normalize(item, f"{path}.{key}")
+            kind = type(item)
+            if item is None or kind in _PLAIN or (kind is float and math.isfinite(item)):
+                out[key] = item  # the common case, without a call and a path string per value
+            else:
+                out[key] = _normalize(item, f"{path}.{key}")
         return out
     if isinstance(value, list | tuple):
         return [_normalize(item, f"{path}[{i}]") for i, item in enumerate(value)]
@@ -241,7 +248,7 @@ def append_events(session: Session, events: Sequence[NewEvent]) -> int:
     _lock_chain(session)
     session.flush()  # rows the events refer to are written first
     rows = _chain_rows(session, events)
-    session.execute(insert(AuditEvent), rows)
+    session.execute(insert(AuditEvent.__table__), rows)  # Core: no ORM bookkeeping per row
     return len(rows)
 
 

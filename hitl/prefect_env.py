@@ -21,6 +21,9 @@ def configure_prefect(settings: Settings) -> str:
     # although every run has finished; they are not the operator's concern.
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
     os.environ.setdefault("PREFECT_LOGGING_LOG_PRINTS", "false")
+    # Prefect gives the embedded server 20 s to start; on a busy 2-core machine it needs more,
+    # and a CLI command failing with "Timed out ... ephemeral Prefect API" helps nobody.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if os.environ.get("PREFECT_SERVER_API_AUTH_STRING"):  # a protected local server: the client
         os.environ.setdefault("PREFECT_API_AUTH_STRING", os.environ["PREFECT_SERVER_API_AUTH_STRING"])
     api_url = os.environ.get("PREFECT_API_URL")

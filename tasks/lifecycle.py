@@ -79,7 +79,7 @@ def lifecycle_batch(ticket_ids: list[int], chunk: int = 500) -> list[int]:
     """The batch path: every stage for many tickets in this process; returns those waiting for a human."""
     waiting: list[int] = []
     for start in range(0, len(ticket_ids), chunk):
-        states = engine.advance(resources(), ticket_ids[start : start + chunk])
+        states = engine.advance(resources(), ticket_ids[start : start + chunk], views=False)
         waiting += [t for t, s in states.items() if s.status is engine.StageStatus.NEEDS_HUMAN]
     return waiting
 

@@ -292,3 +292,24 @@ def test_escalate_stops_the_lifecycle(res: LifecycleResources, database: Databas
     with database.session() as session:
         ticket = session.get(Ticket, ticket_id)
         assert ticket is not None and ticket.assigned_queue == "escalation" and ticket.status == "escalated"
+
+
+def test_recent_incidents_for_a_batch_match_a_count_per_ticket(database: Database) -> None:
+    from hitl.lifecycle.proposals import _recent_incidents
+
+    ids = ingest(database, generate_tickets(count=150, seed=5))
+    with database.session() as session:
+        tickets = list(session.execute(select(Ticket).where(Ticket.id.in_(ids))).scalars())
+        batched = _recent_incidents(session, tickets[::3])  # a batch that is not the whole store
+    severe = [t for t in tickets if t.priority in ("critical", "high")]
+    expected = {
+        t.id: sum(
+            1
+            for o in severe
+            if o.client_id == t.client_id
+            and o.id != t.id
+            and t.created_at - timedelta(days=7) <= o.created_at <= t.created_at
+        )
+        for t in tickets[::3]
+    }
+    assert batched == expected and any(expected.values()) and not all(expected.values())

@@ -15,13 +15,13 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session, defer
 
-from hitl.audit import append_event
+from hitl.audit import NewEvent, append_event, append_events
 from hitl.checkpoints import CheckpointView, Suggestion, TicketView, Verdict, check_review
 from hitl.lifecycle import proposals
-from hitl.lifecycle.effects import apply_checkpoint
+from hitl.lifecycle.effects import apply_checkpoint, apply_in_session
 from hitl.lifecycle.resources import LifecycleResources
 from hitl.ml.predictor import Alternative
 from hitl.store.orm import AuditEvent, Client, Decision, Review, Ticket, utcnow
@@ -53,13 +53,16 @@ class AnswerResult(BaseModel):
     stop: bool = False
 
 
-def _decisions(session: Session, ticket_ids: Sequence[int], checkpoint: str) -> dict[int, list[Decision]]:
+def _decisions(
+    session: Session, ticket_ids: Sequence[int], checkpoint: str, lean: bool = False
+) -> dict[int, list[Decision]]:
+    """The checkpoint's decisions per ticket. `lean` defers the JSON columns (alternatives,
+    details: the triage choices alone are dozens of labels) until something reads them."""
     out: dict[int, list[Decision]] = {t: [] for t in ticket_ids}
-    rows = session.execute(
-        select(Decision)
-        .where(Decision.ticket_id.in_(ticket_ids), Decision.checkpoint == checkpoint)
-        .order_by(Decision.id)
-    ).scalars()
+    query = select(Decision).where(Decision.ticket_id.in_(ticket_ids), Decision.checkpoint == checkpoint)
+    if lean:
+        query = query.options(defer(Decision.alternatives), defer(Decision.details))
+    rows = session.execute(query.order_by(Decision.id)).scalars()
     for row in rows:
         out[row.ticket_id].append(row)
     return out
@@ -76,7 +79,7 @@ def _propose(
     ids = [t.id for t in tickets]
     if checkpoint == "triage":
         return proposals.propose_triage(res, tickets)
-    triage = _decisions(session, ids, "triage")
+    triage = _decisions(session, ids, "triage", lean=True)
     if checkpoint == "escalation":
         return proposals.propose_escalation(
             session, tickets, {t: _final(d, "priority") for t, d in triage.items()}
@@ -133,6 +136,7 @@ def propose_and_route(
     )
     now = utcnow()
     by_id = {t.id: t for t in tickets}
+    rows: list[dict[str, Any]] = []
     for ticket_id, items in _propose(res, session, checkpoint, tickets).items():
         ticket = by_id[ticket_id]
         for p in items:
@@ -142,57 +146,83 @@ def propose_and_route(
                 policy, version, checkpoint, p, ticket, clients[ticket.client_id]
             )
             automatic = route is Route.AUTO
-            decision = Decision(
-                ticket_id=ticket.id,
-                checkpoint=checkpoint,
-                head=p.head,
-                ai_value=p.value,
-                confidence=p.confidence,
-                alternatives=[a.model_dump() for a in p.alternatives],
-                model_version=p.model_version,
-                policy_version=version,
-                threshold=threshold,
-                route=route.value,
-                propensity=propensity,
-                final_value=p.value if automatic else None,
-                status="auto" if automatic else "waiting",
-                flow_run_id=res.flow_run_id,
-                reason=reason,
-                details=p.details,
-                deadline=None if automatic else now + timedelta(minutes=timeout),
-                created_at=now,
-                decided_at=now if automatic else None,
-            )
-            session.add(decision)
-            session.flush()
-            append_event(
-                session,
-                kind="decision.created",
-                actor=AI_ACTOR,
-                ticket_id=ticket.id,
-                data={
-                    "decision_id": decision.id,
+            rows.append(
+                {
+                    "ticket_id": ticket.id,
                     "checkpoint": checkpoint,
                     "head": p.head,
                     "ai_value": p.value,
                     "confidence": p.confidence,
+                    "alternatives": [a.model_dump() for a in p.alternatives],
                     "model_version": p.model_version,
                     "policy_version": version,
                     "threshold": threshold,
                     "route": route.value,
                     "propensity": propensity,
+                    "final_value": p.value if automatic else None,
+                    "status": "auto" if automatic else "waiting",
+                    "flow_run_id": res.flow_run_id,
                     "reason": reason,
+                    "details": p.details,
+                    "deadline": None if automatic else now + timedelta(minutes=timeout),
+                    "created_at": now,
+                    "decided_at": now if automatic else None,
+                }
+            )
+    if not rows:
+        return
+    # One multi-row INSERT and one chain append for the whole batch: per-row flushes and appends
+    # were most of the batch path's time (bench/ingestion_throughput.py). Core, not the ORM's
+    # bulk insert: its RETURNING bookkeeping cost more than the rows themselves.
+    table = Decision.__table__
+    ids = (
+        session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
+        .scalars()
+        .all()
+    )
+    append_events(
+        session,
+        [
+            NewEvent(
+                "decision.created",
+                AI_ACTOR,
+                row["ticket_id"],
+                {
+                    "decision_id": decision_id,
+                    "checkpoint": checkpoint,
+                    "head": row["head"],
+                    "ai_value": row["ai_value"],
+                    "confidence": row["confidence"],
+                    "model_version": row["model_version"],
+                    "policy_version": version,
+                    "threshold": row["threshold"],
+                    "route": row["route"],
+                    "propensity": row["propensity"],
+                    "reason": row["reason"],
                 },
             )
+            for decision_id, row in zip(ids, rows, strict=True)
+        ],
+    )
 
 
 def propose_stage(res: LifecycleResources, ticket_ids: Sequence[int], checkpoint: str) -> dict[int, int]:
     """Make the stage's proposals for tickets that have none; returns decisions per ticket."""
     with res.db.session() as session:
         tickets = list(session.execute(select(Ticket).where(Ticket.id.in_(ticket_ids))).scalars())
-        existing = _decisions(session, ticket_ids, checkpoint)
-        propose_and_route(res, session, checkpoint, [t for t in tickets if not existing[t.id]])
-        return {t: len(d) for t, d in _decisions(session, ticket_ids, checkpoint).items()}
+        existing = _count(session, ticket_ids, checkpoint)
+        propose_and_route(res, session, checkpoint, [t for t in tickets if not existing.get(t.id)])
+        made = _count(session, ticket_ids, checkpoint)
+        return {t: made.get(t, 0) for t in ticket_ids}
+
+
+def _count(session: Session, ticket_ids: Sequence[int], checkpoint: str) -> dict[int, int]:
+    query = (
+        select(Decision.ticket_id, func.count())
+        .where(Decision.ticket_id.in_(ticket_ids), Decision.checkpoint == checkpoint)
+        .group_by(Decision.ticket_id)
+    )
+    return {ticket_id: int(n) for ticket_id, n in session.execute(query).all()}
 
 
 def _logged(session: Session, ticket_id: int, kind: str, key: str) -> bool:
@@ -230,16 +260,26 @@ def announce_waiting(res: LifecycleResources, state: StageState, key: str, flow_
 
 
 def finish(res: LifecycleResources, ticket_id: int, stopped: str | None) -> str:
+    return finish_many(res, {ticket_id: stopped})[ticket_id]
+
+
+def finish_many(res: LifecycleResources, outcomes: dict[int, str | None]) -> dict[int, str]:
+    """Close the lifecycle of tickets in one transaction: `None` means every stage was applied,
+    a message means it stopped for people (escalated, rejected, timed out, result unknown)."""
+    messages: dict[int, str] = {}
     with res.db.session() as session:
-        ticket = session.get(Ticket, ticket_id)
-        assert ticket is not None
-        if stopped:
-            if ticket.status != "overdue":
-                ticket.status = "escalated" if ticket.assigned_queue == "escalation" else "open"
-            return stopped
-        if ticket.lifecycle_stage != "done":
-            ticket.lifecycle_stage, ticket.status = "done", "open"
-    return "lifecycle complete"
+        tickets = session.execute(select(Ticket).where(Ticket.id.in_(list(outcomes)))).scalars()
+        for ticket in tickets:
+            stopped = outcomes[ticket.id]
+            if stopped:
+                if ticket.status != "overdue":
+                    ticket.status = "escalated" if ticket.assigned_queue == "escalation" else "open"
+                messages[ticket.id] = stopped
+            else:
+                if ticket.lifecycle_stage != "done":
+                    ticket.lifecycle_stage, ticket.status = "done", "open"
+                messages[ticket.id] = "lifecycle complete"
+    return messages
 
 
 # ---------------------------------------------------------------- views
@@ -373,74 +413,117 @@ def _reviews(session: Session, decision_id: int) -> list[Review]:
 
 # ---------------------------------------------------------------- advance
 def advance(
-    res: LifecycleResources, ticket_ids: Sequence[int], problems: dict[int, list[str]] | None = None
+    res: LifecycleResources,
+    ticket_ids: Sequence[int],
+    problems: dict[int, list[str]] | None = None,
+    views: bool = True,
 ) -> dict[int, StageState]:
-    """Take each ticket as far as it can go without a human; report where each one stopped."""
+    """Take each ticket as far as it can go without a human; report where each one stopped.
+
+    Batched: per stage one proposal pass and one settling transaction for all the tickets still
+    going (runbook executions keep their own transactions). The batch path asks for no form
+    views (`views=False`): the ticket's own flow run builds its view when it suspends."""
     states: dict[int, StageState] = {}
     active = list(dict.fromkeys(ticket_ids))
     for checkpoint in CHECKPOINTS:
         if not active:
             break
         propose_stage(res, active, checkpoint)
-        still_active = []
-        for ticket_id in active:
-            state = settle(res, ticket_id, checkpoint, (problems or {}).get(ticket_id))
-            if state.status is StageStatus.DONE:
-                still_active.append(ticket_id)
-            else:
-                states[ticket_id] = state
-        active = still_active
-    for ticket_id in active:
-        states[ticket_id] = StageState(
-            ticket_id=ticket_id, status=StageStatus.DONE, message=finish(res, ticket_id, None)
-        )
-    for state in states.values():
-        if state.status is StageStatus.STOPPED:
-            finish(res, state.ticket_id, state.message)
+        settled = settle_many(res, active, checkpoint, problems, views)
+        states.update({t: s for t, s in settled.items() if s.status is not StageStatus.DONE})
+        active = [t for t in active if settled[t].status is StageStatus.DONE]
+    outcomes: dict[int, str | None] = {t: None for t in active}
+    outcomes.update({t: s.message for t, s in states.items() if s.status is StageStatus.STOPPED})
+    for ticket_id, message in finish_many(res, outcomes).items() if outcomes else ():
+        if ticket_id in active:
+            states[ticket_id] = StageState(ticket_id=ticket_id, status=StageStatus.DONE, message=message)
     return states
 
 
 def settle(
     res: LifecycleResources, ticket_id: int, checkpoint: str, problems: list[str] | None = None
 ) -> StageState:
-    """Apply a resolved checkpoint, or describe the human input it is waiting for."""
+    """Apply a resolved checkpoint, or describe the human input it is waiting for (with its form)."""
+    return settle_many(res, [ticket_id], checkpoint, {ticket_id: problems or []})[ticket_id]
+
+
+def settle_many(
+    res: LifecycleResources,
+    ticket_ids: Sequence[int],
+    checkpoint: str,
+    problems: dict[int, list[str]] | None = None,
+    views: bool = True,
+) -> dict[int, StageState]:
+    """`settle` for many tickets in one transaction. Runbook executions run after it, each in its
+    own transactions (execute-once commits its row before the action starts)."""
+    states: dict[int, StageState] = {}
+    remediations: dict[int, list[int]] = {}
     with res.db.session() as session:
-        ticket = session.get(Ticket, ticket_id)
-        assert ticket is not None
-        decisions = _decisions(session, [ticket_id], checkpoint)[ticket_id]
-        if any(d.status == "overdue" for d in decisions):
-            return StageState(
-                ticket_id=ticket_id,
-                status=StageStatus.STOPPED,
-                checkpoint=checkpoint,
-                message="checkpoint timed out: the ticket is in the escalation queue",
+        tickets = {
+            t.id: t for t in session.execute(select(Ticket).where(Ticket.id.in_(ticket_ids))).scalars()
+        }
+        by_ticket = _decisions(session, ticket_ids, checkpoint, lean=not views)
+        reviews = _reviews_of(session, [d.id for ds in by_ticket.values() for d in ds])
+        now = utcnow()
+        for ticket_id in ticket_ids:
+            ticket, decisions = tickets[ticket_id], by_ticket[ticket_id]
+            waiting = [d for d in decisions if d.status == "waiting"]
+            stop = _stops_lifecycle(decisions, reviews)
+            if any(d.status == "overdue" for d in decisions):
+                stop = "checkpoint timed out: the ticket is in the escalation queue"
+            elif waiting:
+                ticket.status, ticket.lifecycle_stage = "waiting", checkpoint
+                deadline = min(d.deadline for d in waiting if d.deadline is not None)
+                view = None
+                if views:
+                    view = build_view(
+                        res, session, ticket, checkpoint, decisions, (problems or {}).get(ticket_id)
+                    )
+                states[ticket_id] = StageState(
+                    ticket_id=ticket_id,
+                    status=StageStatus.NEEDS_HUMAN,
+                    checkpoint=checkpoint,
+                    decision_ids=[d.id for d in decisions],
+                    view=view,
+                    timeout_seconds=max((deadline - now).total_seconds(), 1.0),
+                )
+                continue
+            if stop:  # timed out, escalated or rejected: no effects, people take over
+                states[ticket_id] = StageState(
+                    ticket_id=ticket_id, status=StageStatus.STOPPED, checkpoint=checkpoint, message=stop
+                )
+                continue
+            pending = [d for d in decisions if d.status != "applied"]
+            if checkpoint != "remediation":
+                apply_in_session(session, ticket, checkpoint, pending)
+            elif pending:
+                remediations[ticket_id] = [d.id for d in pending]
+            states[ticket_id] = StageState(
+                ticket_id=ticket_id, status=StageStatus.DONE, checkpoint=checkpoint
             )
-        waiting = [d for d in decisions if d.status == "waiting"]
-        if waiting:
-            ticket.status, ticket.lifecycle_stage = "waiting", checkpoint
-            deadline = min(d.deadline for d in waiting if d.deadline is not None)
-            return StageState(
-                ticket_id=ticket_id,
-                status=StageStatus.NEEDS_HUMAN,
-                checkpoint=checkpoint,
-                decision_ids=[d.id for d in decisions],
-                view=build_view(res, session, ticket, checkpoint, decisions, problems),
-                timeout_seconds=max((deadline - utcnow()).total_seconds(), 1.0),
+    for ticket_id, pending_ids in remediations.items():
+        stopped = apply_checkpoint(res, ticket_id, checkpoint, pending_ids)
+        if stopped:
+            states[ticket_id] = StageState(
+                ticket_id=ticket_id, status=StageStatus.STOPPED, checkpoint=checkpoint, message=stopped
             )
-        stop = _stops_lifecycle(session, decisions)
-        if stop:  # an escalated or rejected checkpoint has no effects: people take over
-            return StageState(
-                ticket_id=ticket_id, status=StageStatus.STOPPED, checkpoint=checkpoint, message=stop
-            )
-        pending_action = [d.id for d in decisions if d.status != "applied"]
-    if pending_action:
-        apply_checkpoint(res, ticket_id, checkpoint, pending_action)
-    return StageState(ticket_id=ticket_id, status=StageStatus.DONE, checkpoint=checkpoint)
+    return states
 
 
-def _stops_lifecycle(session: Session, decisions: Sequence[Decision]) -> str:
+def _reviews_of(session: Session, decision_ids: Sequence[int]) -> dict[int, list[Review]]:
+    out: dict[int, list[Review]] = {d: [] for d in decision_ids}
+    for start in range(0, len(decision_ids), 500):
+        chunk = decision_ids[start : start + 500]
+        for review in session.execute(
+            select(Review).where(Review.decision_id.in_(chunk)).order_by(Review.id)
+        ).scalars():
+            out[review.decision_id].append(review)
+    return out
+
+
+def _stops_lifecycle(decisions: Sequence[Decision], reviews: dict[int, list[Review]]) -> str:
     for d in decisions:
-        actions = {r.action for r in _reviews(session, d.id)}
+        actions = {r.action for r in reviews.get(d.id, [])}
         if "escalate" in actions:
             return "escalated by a reviewer: the ticket is in the escalation queue"
         if d.checkpoint == "triage" and "reject" in actions:
