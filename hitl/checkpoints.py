@@ -151,8 +151,26 @@ def render_description(view: CheckpointView) -> str:
     return "\n".join(lines)
 
 
+def is_valid_text(value: Any) -> bool:
+    """False for text (or text inside lists and dicts) that cannot be encoded as UTF-8."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(is_valid_text(k) and is_valid_text(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(is_valid_text(v) for v in value)
+    return True
+
+
 def check_review(view: CheckpointView, submitted: dict[str, Any]) -> Verdict | list[str]:
     """The verdict, or the problems that stop it from being recorded (each says what to do)."""
+    broken = sorted(k for k, v in submitted.items() if not is_valid_text(v))
+    if broken:  # no database stores lone surrogates faithfully: refuse them, do not crash on them
+        return [f"{', '.join(map(str, broken))}: not valid Unicode text (a broken character); type it again"]
     problems: list[str] = []
     action = submitted.get("decision")
     reviewer = str(submitted.get("reviewer") or "").strip()

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hitl.checkpoints import CheckpointView, Suggestion, TicketView, check_review, form_class
+from hitl.checkpoints import CheckpointView, Suggestion, TicketView, Verdict, check_review, form_class
 from hitl.lifecycle.escalation import EscalationInput, recommend_tier, reopen_signals
 from hitl.ml.predictor import Alternative
 
@@ -150,3 +150,17 @@ def test_consistent_override_and_four_eyes() -> None:
         view(approvals_needed=2, approved_by=["bob"]), {"decision": "approve", "reviewer": "bob"}
     )
     assert isinstance(second, list) and "second, different approver" in second[0]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"decision": "approve", "reviewer": "eve\ud800"},
+        {"decision": "approve", "reviewer": "eve", "comment": "ok \udcff"},
+        {"decision": "approve", "reviewer": "eve", "extra": ["fine", {"k": "\ud83d"}]},
+    ],
+)
+def test_broken_unicode_in_an_answer_is_refused_with_one_problem(answer: dict[str, object]) -> None:
+    problems = check_review(view(), answer)
+    assert isinstance(problems, list) and len(problems) == 1 and "not valid Unicode" in problems[0]
+    assert isinstance(check_review(view(), {"decision": "approve", "reviewer": "ève 😀"}), Verdict)

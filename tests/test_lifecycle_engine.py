@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, example, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from hitl.audit import verify_chain
@@ -313,3 +316,46 @@ def test_recent_incidents_for_a_batch_match_a_count_per_ticket(database: Databas
         for t in tickets[::3]
     }
     assert batched == expected and any(expected.values()) and not all(expected.values())
+
+
+_ANY_TEXT = st.text(max_size=30)  # lone surrogates included: JSON from the API can carry them
+_ANSWERS = st.dictionaries(
+    st.sampled_from(["decision", "category", "priority", "reason_code", "reviewer", "comment", "extra"]),
+    st.one_of(
+        _ANY_TEXT,
+        st.sampled_from(["approve", "override", "reject", "escalate", "wrong_category", "printer", "low"]),
+        st.none(),
+        st.integers(),
+        st.lists(_ANY_TEXT, max_size=2),
+    ),
+    max_size=7,
+)
+
+
+def test_any_answer_is_recorded_or_refused_and_the_chain_holds(
+    res: LifecycleResources, database: Database
+) -> None:
+    """Fuzzing the door operators' input comes through, against the real engine and database:
+    whatever an answer holds, it is recorded or refused with problems (never an exception), a
+    refusal records no review, and the audit chain verifies afterwards."""
+    _strict_triage(database)
+    record = next(r for r in generate_tickets(count=50, seed=5) if r.category == "printer")
+    ticket_id = _wait_at(res, database, "triage", record)
+    outcomes: list[bool] = []
+
+    @hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(answer=_ANSWERS)
+    @example(answer={"decision": "reject", "reason_code": "wrong_category", "reviewer": "eve\ud800"})
+    @example(answer={"decision": "reject", "reason_code": "other", "reviewer": "bob", "comment": "x\udcff"})
+    def check(answer: dict[str, Any]) -> None:
+        reviews = count(database, Review)
+        result = engine.record_answer(res, ticket_id, "triage", answer)
+        assert result.recorded or result.problems
+        if not result.recorded:
+            assert count(database, Review) == reviews
+        outcomes.append(result.recorded)
+
+    check()
+    with database.session() as session:
+        assert verify_chain(session).ok
+    assert outcomes.count(False) > 0

@@ -19,7 +19,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, defer
 
 from hitl.audit import NewEvent, append_event, append_events
-from hitl.checkpoints import CheckpointView, Suggestion, TicketView, Verdict, check_review
+from hitl.checkpoints import CheckpointView, Suggestion, TicketView, Verdict, check_review, is_valid_text
 from hitl.lifecycle import proposals
 from hitl.lifecycle.effects import apply_checkpoint, apply_in_session
 from hitl.lifecycle.resources import LifecycleResources
@@ -568,7 +568,7 @@ def record_answer(
                 append_event(
                     session,
                     kind="review.refused",
-                    actor=reviewer or "unknown",
+                    actor=reviewer if reviewer and is_valid_text(reviewer) else "unknown",
                     ticket_id=ticket_id,
                     data={"checkpoint": checkpoint, "problems": verdict, "key": key},
                 )
