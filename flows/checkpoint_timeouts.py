@@ -12,15 +12,17 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 from hitl.lifecycle import engine
-from hitl.lifecycle.bootstrap import build_resources
+from hitl.lifecycle.resources import LifecycleResources
 from hitl.lifecycle.runs import cancel_waiting_run
 from hitl.settings import get_settings
+from hitl.store.db import get_database
 from tasks.recovery import recover_orphaned_runs
 
 
 @task(name="expire-overdue", cache_policy=NO_CACHE)
 def expire() -> list[engine.Expired]:
-    return engine.expire_overdue(build_resources(get_settings()))
+    # The database is all it needs: no models loaded every minute (the sweep stays a few seconds)
+    return engine.expire_overdue(LifecycleResources(db=get_database(get_settings())))
 
 
 @task(name="notify-timeout", cache_policy=NO_CACHE)
