@@ -287,17 +287,25 @@ def test_a_restart_repoints_waiting_decisions_and_counts_towards_escalation(data
     assert actions == ["restart"] * recovery.MAX_RESTARTS + ["escalate"]
 
 
-@pytest.mark.xfail(
-    reason="until engine.settle passes apply_checkpoint's stop on (the batch-path rewrite of engine.py "
-    "does): then this passes, drop the marker",
-)
 def test_the_engine_stops_the_ticket_at_an_unknown_result(
     database: Database, catalog: dict[str, Runbook], rmm: Rmm
 ) -> None:
+    """What a manual re-run (`hitl lifecycle start`) of such a ticket does: the stage stops with
+    the reason, nothing is sent, the ticket ends escalated and no reply is proposed."""
     from hitl.lifecycle import engine
 
     ticket_id, decision_id = _approved_remediation(database, "run-killed")
     _left_running(database, catalog, ticket_id, decision_id, "run-killed")
-    state = engine.settle(_res(database, catalog, rmm, "run-rerun"), ticket_id, "remediation")
-    assert rmm.requests == []
+    res = _res(database, catalog, rmm, "run-rerun")
+    state = engine.settle(res, ticket_id, "remediation")
     assert state.status is engine.StageStatus.STOPPED and state.message == RESULT_UNKNOWN_MESSAGE
+    assert engine.finish(res, ticket_id, state.message) == RESULT_UNKNOWN_MESSAGE
+    assert engine.settle(res, ticket_id, "remediation").status is engine.StageStatus.STOPPED  # a replay
+    assert rmm.requests == []
+    with database.session() as session:
+        ticket = session.get_one(Ticket, ticket_id)
+        assert (ticket.assigned_queue, ticket.status) == ("escalation", "escalated")
+        assert not session.execute(
+            select(Decision).where(Decision.ticket_id == ticket_id, Decision.checkpoint == "reply")
+        ).first()
+    assert len(_events(database, ticket_id, "action.result_unknown")) == 1
