@@ -998,6 +998,7 @@ def main() -> None:
                             result["runner_limit"] = args.limit
                         results.append(result)
                         print(_line(mode, name, result, round_no), flush=True)
+            meta["completed"] = True
     finally:
         meta["load_end"] = _loadavg()
         summary = summarise(results) if results else []
@@ -1005,7 +1006,7 @@ def main() -> None:
             json.dumps({"meta": meta, "summary": summary, "measurements": results}, indent=2)
         )
         if results:
-            print("\nmode       backend     n   wall s    per s   run p50  run p95  CPU s per ticket")
+            print("\nmode       backend     n   wall s    per s   run p50  run p95  CPU s/ticket above idle")
             for row in summary:
                 run = row["run_s"] or {}
                 print(
@@ -1017,9 +1018,9 @@ def main() -> None:
                 if r.get("profile"):
                     print(f"profile {r['backend']}: {json.dumps(r['profile'])}")
         print(f"results: {base / 'results.json'}")
-        if not args.keep:
+        if not args.keep and meta.get("completed"):  # after a failure everything stays, to look into
             for backend_dir in base.iterdir():
-                for sub in ("var", "client-prefect-home", "server-prefect-home", "hitl.db"):
+                for sub in ("var", "client-prefect-home", "server-prefect-home", "hitl.db", "hitl.db-wal"):
                     path = backend_dir / sub
                     with contextlib.suppress(OSError):
                         shutil.rmtree(path) if path.is_dir() else path.unlink()
