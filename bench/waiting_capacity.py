@@ -780,9 +780,11 @@ def main() -> None:
     api = f"http://127.0.0.1:{args.port}/api"
 
     def interrupted(signum: int, frame: object) -> None:
+        print(f"{signal.Signals(signum).name} received", flush=True)  # who stopped a long run, in its log
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     bench = Bench(args, api)
     bench.results.update(
         date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
