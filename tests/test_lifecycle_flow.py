@@ -304,7 +304,8 @@ def test_two_operators_resume_the_same_checkpoint_at_once(stack: Stack) -> None:
     same moment; exactly one review is recorded and the other operator is told, in one line."""
     import threading
 
-    stack.policy(triage={"threshold": 0.999, "audit_rate": 0.0}, escalation=LENIENT, reply=LENIENT)
+    triage = {"threshold": 0.999, "audit_rate": 0.0, "timeout_minutes": 240}  # not the timeout test's 0.02
+    stack.policy(triage=triage, escalation=LENIENT, reply=LENIENT)
     record = TicketRecord(external_id=f"T-{uuid.uuid4().hex[:6]}", client="Harbor Point Dental Group",
                           subject="Printer on floor 3", body="paper jam", priority="low")  # fmt: skip
     ticket_id, run_id = stack.start(record)
