@@ -834,6 +834,15 @@ def main() -> None:
         print("interrupted: stopping the stack ...", flush=True)
         raise SystemExit(130) from None
     finally:
+        if "loadavg_end" not in bench.results and bench.sampler is not None:  # keep what was measured
+            bench.results["stopped_at_s"] = round(bench.elapsed(), 1)
+            bench.results["samples"] = [
+                {k: v for k, v in asdict(s).items() if k not in ("flow_run_ids", "processes")}
+                for s in list(bench.sampler.samples)
+            ]
+            partial = args.workdir / f"results-{args.tickets}-{args.app_db}-partial.json"
+            partial.write_text(json.dumps(bench.results, indent=2))
+            print(f"partial results in {partial}", flush=True)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         bench.stop()
