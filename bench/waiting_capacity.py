@@ -22,14 +22,16 @@ the checkpoint-timeouts sweeper leaves them waiting however long the run takes. 
 
 Resident memory (from /proc) is sampled every --sample-every seconds for the whole run; VmHWM (the
 kernel's own peak) of serve and of the server is read at the end of each phase. Progress is printed
-every 15 s. Results: <workdir>/results-<N>-<app-db>.json. Every process (and the PostgreSQL
-database, if it created one) is removed on exit, error or Ctrl-C.
+every 15 s. Results: <workdir>/results-<N>-<app-db>-<prefect-db>.json. Every process (and the
+PostgreSQL databases it created) is removed on exit, error or Ctrl-C.
 
 The application database is SQLite under HITL_HOME (the default), or with --app-db postgres a
 fresh PostgreSQL database. On SQLite, every flow process holds the write lock while it loads the
 models (imports included), so flow starts queue on it: with the default busy timeout (60 s) runs
 failed with "database is locked" on a loaded 2-core machine; --sqlite-busy-timeout raises it (see
-BENCHMARKS.md, section 3).
+BENCHMARKS.md, section 3). The Prefect server's database is SQLite (hitl serve's default) or, with
+--prefect-db postgres, a fresh PostgreSQL database: on SQLite the server answered 503 (SQLITE_BUSY)
+while 8 flow processes ran and the ingestion created 1,000 runs, and the ingestion failed.
 """
 
 from __future__ import annotations
@@ -755,6 +757,13 @@ def main() -> None:
         help="application database: SQLite under HITL_HOME (the default), or a fresh PostgreSQL "
         "database created through --pg-admin-url and dropped afterwards",
     )
+    parser.add_argument(
+        "--prefect-db",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="the Prefect server's database: SQLite in PREFECT_HOME (hitl serve's default), or a fresh "
+        "PostgreSQL database (PREFECT_API_DATABASE_CONNECTION_URL), dropped afterwards",
+    )
     parser.add_argument("--pg-admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     parser.add_argument(
         "--phase-timeout", type=float, default=8 * 3600, help="give up on a phase after this many seconds"
@@ -776,7 +785,9 @@ def main() -> None:
     )
     if args.sqlite_busy_timeout is not None:
         os.environ["HITL_SQLITE_BUSY_TIMEOUT_S"] = str(args.sqlite_busy_timeout)
-    pg_name = f"hitl_waiting_bench_{args.port}" if args.app_db == "postgres" else None
+    app_pg = f"hitl_waiting_bench_{args.port}" if args.app_db == "postgres" else None
+    prefect_pg = f"hitl_waiting_prefect_{args.port}" if args.prefect_db == "postgres" else None
+    created: list[str] = []
     api = f"http://127.0.0.1:{args.port}/api"
 
     def interrupted(signum: int, frame: object) -> None:
@@ -793,15 +804,19 @@ def main() -> None:
         runner_limit=args.limit,
         sqlite_busy_timeout_s=args.sqlite_busy_timeout,
         app_db=args.app_db,
+        prefect_db=args.prefect_db,
         cpus=os.cpu_count(),
         loadavg_start=os.getloadavg(),
     )
     print(f"load average at start: {bench.results['loadavg_start']}", flush=True)
-    pg_created = False
     try:
-        if pg_name:
-            os.environ["HITL_DATABASE_URL"] = create_pg_database(args.pg_admin_url, pg_name)
-            pg_created = True
+        if app_pg:
+            os.environ["HITL_DATABASE_URL"] = create_pg_database(args.pg_admin_url, app_pg)
+            created.append(app_pg)
+        if prefect_pg:
+            url = create_pg_database(args.pg_admin_url, prefect_pg)
+            created.append(prefect_pg)
+            os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = url.replace("+psycopg", "+asyncpg", 1)
         env_serve = dict(os.environ)  # no PREFECT_API_URL: `hitl serve` starts its own server
         os.environ["PREFECT_API_URL"] = api
         for line in prepare():
@@ -824,7 +839,7 @@ def main() -> None:
         bench.results["samples"] = [
             {k: v for k, v in asdict(s).items() if k not in ("flow_run_ids", "processes")} for s in samples
         ]
-        path = args.workdir / f"results-{args.tickets}-{args.app_db}.json"
+        path = args.workdir / f"results-{args.tickets}-{args.app_db}-{args.prefect_db}.json"
         path.write_text(json.dumps(bench.results, indent=2))
         shown = {k: v for k, v in bench.results.items() if k != "samples"}
         shown.get("while_waiting", {}).pop("processes_at_max_tree_rss", None)
@@ -840,17 +855,18 @@ def main() -> None:
                 {k: v for k, v in asdict(s).items() if k not in ("flow_run_ids", "processes")}
                 for s in list(bench.sampler.samples)
             ]
-            partial = args.workdir / f"results-{args.tickets}-{args.app_db}-partial.json"
+            partial = args.workdir / f"results-{args.tickets}-{args.app_db}-{args.prefect_db}-partial.json"
             partial.write_text(json.dumps(bench.results, indent=2))
             print(f"partial results in {partial}", flush=True)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         bench.stop()
-        if pg_name and pg_created:
+        if app_pg in created:
             from hitl.store.db import get_database
 
             get_database().engine.dispose()
-            drop_pg_database(args.pg_admin_url, pg_name)
+        for name in created:
+            drop_pg_database(args.pg_admin_url, name)
 
 
 if __name__ == "__main__":
