@@ -359,3 +359,79 @@ def test_any_answer_is_recorded_or_refused_and_the_chain_holds(
     with database.session() as session:
         assert verify_chain(session).ok
     assert outcomes.count(False) > 0
+
+
+def _active_category_model(database: Database, settings: Settings) -> list[str]:
+    """A real registered, active category model file; returns its classes."""
+    from hitl.ml import service
+
+    data = LabelledSet()
+    for r in generate_tickets(count=200, seed=4):
+        data.texts.append(ticket_text(r.subject, r.body))
+        data.labels.append(label_of(r, "category") or "")
+    result = train(data, "category", cv_folds=0, spec=FAST)
+    with database.session() as session:
+        service.register(session, settings.effective_models_dir, result, data, "category", make_active=True)
+    return result.classes
+
+
+def test_a_tampered_active_model_is_refused_when_first_used_and_decides_nothing(
+    database: Database, settings: Settings
+) -> None:
+    from hitl.lifecycle.bootstrap import build_resources
+    from hitl.ml.registry import ModelIntegrityError
+
+    classes = _active_category_model(database, settings)
+    [model_file] = (settings.effective_models_dir / "category").glob("*.skops")
+    content = bytearray(model_file.read_bytes())
+    content[len(content) // 2] ^= 0xFF
+    model_file.write_bytes(bytes(content))
+    res = build_resources(settings)  # reads the registry only: a run that never triages loads no file
+    assert res.choices("category") == classes
+    ids = ingest(database, generate_tickets(count=3, seed=8))
+    with pytest.raises(ModelIntegrityError, match="refusing to load a file that was changed after training"):
+        engine.propose_stage(res, ids, "triage")
+    assert count(database, Decision) == 0
+
+
+def test_models_load_once_per_process_and_never_inside_a_transaction(
+    database: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite a transaction holds the write lock: flow processes that loaded model files (seconds
+    each) inside one queued behind each other until "database is locked". The probe below is a
+    second connection that must get the write lock at once whenever a file is being loaded."""
+    import sqlite3
+
+    from hitl.lifecycle.bootstrap import build_resources
+    from hitl.ml import registry
+
+    _active_category_model(database, settings)
+    ids = ingest(database, generate_tickets(count=4, seed=9))
+    real_load = registry.load_model
+    probes: list[str] = []
+
+    def probing_load(row: Any, models_dir: Path) -> LoadedModel:
+        if database.dialect == "sqlite":
+            probe = sqlite3.connect(str(database.engine.url.database), timeout=0, isolation_level=None)
+            try:
+                probe.execute("BEGIN IMMEDIATE")
+                probe.execute("ROLLBACK")
+                probes.append("write lock free")
+            except sqlite3.OperationalError as exc:
+                probes.append(str(exc))
+            finally:
+                probe.close()
+        else:
+            probes.append("write lock free")
+        return real_load(row, models_dir)
+
+    monkeypatch.setattr(registry, "load_model", probing_load)
+    made = engine.propose_stage(build_resources(settings), ids[:2], "triage")
+    assert made == {ids[0]: 1, ids[1]: 1} and probes == ["write lock free"]
+    again = engine.propose_stage(build_resources(settings), ids[2:], "triage")  # the next run, same process
+    assert again == {ids[2]: 1, ids[3]: 1} and len(probes) == 1, "a verified model is loaded once per process"
+    assert engine.propose_stage(build_resources(settings), ids, "triage") == dict.fromkeys(ids, 1)
+    fresh_process: dict[Any, LoadedModel] = {}
+    monkeypatch.setattr(registry, "_loaded", fresh_process)
+    engine.propose_stage(build_resources(settings), ids, "triage")  # all decided: a resumed run
+    assert fresh_process == {} and len(probes) == 1, "a run past triage must not load a model file"

@@ -21,7 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Response, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from sqlalchemy import select
 
 from hitl.audit import ticket_timeline
@@ -167,6 +168,32 @@ def submit(page: Page, dialog: Locator) -> None:
     dialog.get_by_role("button", name="Resume", exact=True).click()
 
 
+def _is_resume_call(response: Response) -> bool:
+    return response.request.method == "POST" and bool(re.search(r"/flow_runs/[^/]+/resume$", response.url))
+
+
+def submit_and_see_resumed(page: Page, dialog: Locator) -> None:
+    """Submit a form the server must accept, and check the UI said so.
+
+    Seen once in CI on a loaded machine: the dialog stayed open, no toast was left to read. Waiting
+    for the resume request itself says which side failed: no request at all (the click was lost:
+    clicked once more), or the server's refusal, whose body goes into the failure message. The
+    last field is left with Tab first, so the form's state holds what was typed."""
+    page.keyboard.press("Tab")
+    for attempt in (1, 2):
+        try:
+            with page.expect_response(_is_resume_call, timeout=UI_TIMEOUT // 2) as answer:
+                submit(page, dialog)
+        except PlaywrightTimeoutError:
+            if attempt == 2:
+                raise AssertionError("clicking Resume twice sent no resume request") from None
+            continue
+        response = answer.value
+        assert response.ok, f"the server refused the resume: HTTP {response.status} {response.text()[:500]}"
+        break
+    expect(page.get_by_text("Flow run resumed")).to_be_visible(timeout=UI_TIMEOUT)
+
+
 # ---------------------------------------------------------------- the application's side
 def waiting_ticket(lifecycle: Stack, subject: str, body: str) -> tuple[int, str, str, Decision]:
     """A ticket the triage model is unsure of (about 0.7 < 0.95): its run suspends for a human."""
@@ -250,8 +277,7 @@ def test_operator_overrides_triage_in_the_browser(browser: Browser, stack: Stack
         dialog.get_by_label("Reviewer", exact=True).fill(entered["reviewer"])
         shoot(dialog, "04-filled-form")
     with step(page, "05-after-submit", "submit the form and see the run resume"):
-        submit(page, dialog)
-        expect(page.get_by_text("Flow run resumed")).to_be_visible(timeout=UI_TIMEOUT)
+        submit_and_see_resumed(page, dialog)
 
     def moved_on() -> str | None:  # completed, or waiting at a later checkpoint: triage is behind it
         run = flow_run(stack.api, run_id)
@@ -323,8 +349,7 @@ def test_invalid_answers_in_the_browser_leave_the_run_waiting(
         choose(page, dialog, "Category", corrected)
         dialog.get_by_label("Reviewer", exact=True).fill("bob.operator")
         shoot(dialog, "invalid-02-no-reason-code")
-        submit(page, dialog)
-        expect(page.get_by_text("Flow run resumed")).to_be_visible(timeout=UI_TIMEOUT)
+        submit_and_see_resumed(page, dialog)
 
     def asked_again() -> bool:
         run = flow_run(stack.api, run_id)

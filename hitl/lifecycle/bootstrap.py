@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from hitl.lifecycle.resources import LifecycleResources
 from hitl.ml.registry import ModelError
-from hitl.ml.service import load_active_models
+from hitl.ml.service import ActiveModels
 from hitl.settings import Settings
 from hitl.store.db import get_database
 from hitl.store.orm import Client, Ticket
@@ -66,11 +66,8 @@ def build_resources(settings: Settings, flow_run_id: str | None = None) -> Lifec
     from policies.runbooks import load_runbook_catalog
 
     db = get_database(settings)
-    with db.session() as session:
-        models = {
-            m.head: m
-            for m in load_active_models(session, settings.effective_models_dir, list(settings.heads))
-        }
+    with db.session() as session:  # registry rows only: files load later, outside any transaction
+        models = ActiveModels.read(session, settings.effective_models_dir, list(settings.heads))
     return LifecycleResources(
         db=db,
         models=models,

@@ -208,6 +208,11 @@ def propose_and_route(
 
 def propose_stage(res: LifecycleResources, ticket_ids: Sequence[int], checkpoint: str) -> dict[int, int]:
     """Make the stage's proposals for tickets that have none; returns decisions per ticket."""
+    if checkpoint == "triage":  # a run resumed past triage finds its decisions and loads no model
+        with res.db.session() as session:
+            undecided = set(ticket_ids) - set(_count(session, ticket_ids, checkpoint))
+        if undecided:
+            res.load_models()  # seconds of file loading, never inside a transaction (SQLite's write lock)
     with res.db.session() as session:
         tickets = list(session.execute(select(Ticket).where(Ticket.id.in_(ticket_ids))).scalars())
         existing = _count(session, ticket_ids, checkpoint)

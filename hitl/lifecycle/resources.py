@@ -3,7 +3,7 @@ reply index, executors), so tests hand in real local parts and nothing is a hidd
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,14 +16,25 @@ PRIORITIES = ["critical", "high", "medium", "low"]
 @dataclass
 class LifecycleResources:
     db: Database
-    models: dict[str, LoadedModel] = field(default_factory=dict)  # triage heads with an active model
+    # triage heads with an active model: a dict in tests, hitl.ml.service.ActiveModels when built
+    models: Mapping[str, LoadedModel] = field(default_factory=dict)
     runbooks: dict[str, Any] = field(default_factory=dict)
     executor_for: Callable[[Any], Any] | None = None  # runbook -> Executor
     reply_drafter: Callable[..., Any] | None = None  # (ticket, client, session) -> ReplyDraft
     triage_heads: tuple[str, ...] = ("category", "priority")
     flow_run_id: str | None = None
 
+    def load_models(self) -> None:
+        """Load the triage models now (lazily built sets load on first use) so that it happens
+        outside the caller's transaction."""
+        for head in self.triage_heads:
+            if head in self.models:
+                self.models[head]
+
     def choices(self, head: str) -> list[str] | None:
         if head in self.models:
+            registry_classes = getattr(self.models, "classes", None)  # ActiveModels: without a load
+            if callable(registry_classes):
+                return list(registry_classes(head))
             return list(self.models[head].classes)
         return PRIORITIES if head == "priority" else None

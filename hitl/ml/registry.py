@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
@@ -73,7 +75,37 @@ def write_model_file(pipeline: object, folder: Path, version: str) -> tuple[Path
     return target, file_sha256(target)
 
 
-def load_model(row: ModelVersion, models_dir: Path) -> LoadedModel:
+@dataclass(frozen=True)
+class ModelRef:
+    """What a registry row says about a model file, kept after the session that read it closed."""
+
+    version: str
+    head: str
+    path: str
+    sha256: str
+    classes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, row: ModelVersion) -> ModelRef:
+        return cls(row.version, row.head, row.path, row.sha256, tuple(str(c) for c in row.classes))
+
+
+_loaded: dict[tuple[Path, str, str], LoadedModel] = {}
+_loaded_lock = threading.Lock()
+
+
+def load_model_cached(ref: ModelRef, models_dir: Path) -> LoadedModel:
+    """Each model file is verified and loaded once per process: a worker process that serves many
+    flow runs (or one run asking twice) does not pay seconds of skops loading per run. Keyed by the
+    recorded SHA-256 too, so a file replaced under the same version is verified (and refused) again."""
+    key = (models_dir / ref.path, ref.version, ref.sha256)
+    with _loaded_lock:
+        if key not in _loaded:
+            _loaded[key] = load_model(ref, models_dir)
+        return _loaded[key]
+
+
+def load_model(row: ModelVersion | ModelRef, models_dir: Path) -> LoadedModel:
     path = models_dir / row.path
     if not path.is_file():
         raise ModelError(f"model {row.version}: file {path} is missing (HITL_MODELS_DIR={models_dir})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import secrets
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,7 +14,14 @@ from sqlalchemy.orm import Session
 
 from hitl.ml.dataset import LabelledSet
 from hitl.ml.predictor import LoadedModel
-from hitl.ml.registry import activate, active_versions, load_model, write_model_file
+from hitl.ml.registry import (
+    ModelRef,
+    activate,
+    active_versions,
+    load_model,
+    load_model_cached,
+    write_model_file,
+)
 from hitl.store.orm import ModelVersion, utcnow
 
 if TYPE_CHECKING:  # training pulls in scikit-learn: not needed to load or list models
@@ -85,3 +93,37 @@ def load_active_models(
     rows = active_versions(session)
     wanted = heads or sorted(rows)
     return [load_model(rows[h], models_dir) for h in wanted if h in rows]
+
+
+class ActiveModels(Mapping[str, LoadedModel]):
+    """The active models as the registry named them when the set was made, each file verified and
+    loaded on first use (once per process). Reading the registry takes a short transaction; loading
+    a file takes seconds, and must not happen inside one: on SQLite every transaction holds the
+    write lock, so flow processes starting together queued behind each other's loads until
+    "database is locked". A run that only shows a form or records an answer loads no model."""
+
+    def __init__(self, refs: Mapping[str, ModelRef], models_dir: Path) -> None:
+        self._refs = dict(refs)
+        self._models_dir = models_dir
+
+    @classmethod
+    def read(cls, session: Session, models_dir: Path, heads: list[str] | None = None) -> ActiveModels:
+        rows = active_versions(session)
+        wanted = heads or sorted(rows)
+        return cls({h: ModelRef.of(rows[h]) for h in wanted if h in rows}, models_dir)
+
+    def __getitem__(self, head: str) -> LoadedModel:
+        return load_model_cached(self._refs[head], self._models_dir)
+
+    def __contains__(self, head: object) -> bool:  # Mapping's default would load the file
+        return head in self._refs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._refs)
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+    def classes(self, head: str) -> list[str]:
+        """The registry's classes (checked against the file when it loads), without loading it."""
+        return list(self._refs[head].classes)
