@@ -57,7 +57,11 @@ def timeouts_deployment() -> RunnerDeployment:
     return checkpoint_timeouts.to_deployment(
         name="checkpoint-timeouts",
         schedule=Interval(60),
-        description="Every minute: overdue checkpoints go to the escalation queue; nothing acts on its own.",
+        description=(
+            "Every minute: overdue checkpoints go to the escalation queue (a timeout never acts); "
+            "lifecycle runs whose worker died are recovered (fresh run, or escalation when an "
+            "action's result is unknown)."
+        ),
         tags=["lifecycle", "scheduled"],
         concurrency_limit=1,
     )
