@@ -435,3 +435,31 @@ def test_models_load_once_per_process_and_never_inside_a_transaction(
     monkeypatch.setattr(registry, "_loaded", fresh_process)
     engine.propose_stage(build_resources(settings), ids, "triage")  # all decided: a resumed run
     assert fresh_process == {} and len(probes) == 1, "a run past triage must not load a model file"
+
+
+def test_a_flow_run_process_that_drafts_no_reply_imports_no_scikit_learn(tmp_path: Path) -> None:
+    """Every waiting ticket's run is a process of its own: the lifecycle's imports plus its
+    resources (templates, catalog, registry rows) must not pull in scikit-learn and SciPy (about
+    2 CPU seconds and 100 MB per process here) before a stage really needs them."""
+    import os
+    import subprocess
+    import sys
+
+    from .support import ROOT
+
+    script = (
+        "import sys\n"
+        "import flows.ticket_lifecycle\n"
+        "from hitl.lifecycle.bootstrap import build_resources\n"
+        "from hitl.settings import get_settings\n"
+        "res = build_resources(get_settings())\n"
+        "heavy = sorted(m for m in ('sklearn', 'scipy', 'skops') if m in sys.modules)\n"
+        "print('heavy:', heavy)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HITL_")}
+    env["HITL_HOME"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "heavy: []", done.stdout

@@ -35,14 +35,18 @@ def _executor_factory(settings: Settings) -> Any:
 
 
 def _reply_drafter(settings: Settings) -> Any:
-    from hitl.replies.drafting import draft_reply
-    from hitl.replies.retrieval import ReplyIndex, store_ref
+    """Templates are read (and checked) now; drafting's imports (scikit-learn, SciPy: seconds of
+    CPU) wait for the first draft, so a flow-run process that stops at an earlier checkpoint never
+    pays for them."""
     from hitl.replies.templates import load_reply_templates
 
     templates = load_reply_templates()
-    index: list[ReplyIndex] = []
+    index: list[Any] = []
 
     def drafter(ticket: Ticket, client: Client, session: Session) -> Any:
+        from hitl.replies.drafting import draft_reply
+        from hitl.replies.retrieval import ReplyIndex, store_ref
+
         if not index:  # built in the caller's transaction: a second one would wait on SQLite's write lock
             index.append(ReplyIndex.from_store(session))
         ref = store_ref(ticket.source, ticket.external_id)

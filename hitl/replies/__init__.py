@@ -2,43 +2,45 @@
 resolved tickets make a draft, an operator approves (and may edit) it, the outbox keeps the final
 text with its edit distance from the draft, and SMTP sending is optional.
 
-Importable without Prefect; the flow and its form wire these pieces together.
+Importable without Prefect; the flow and its form wire these pieces together. The names below load
+their module on first use: retrieval pulls in scikit-learn and SciPy (seconds), and every flow-run
+process that imports one light module of this package (templates, the outbox) must not pay for it.
 """
 
-from hitl.replies.distance import edit_distance, normalised_edit_distance
-from hitl.replies.drafting import (
-    DraftSource,
-    ReplyDraft,
-    adapt_answer,
-    confidence_from_similarity,
-    draft_reply,
-)
-from hitl.replies.outbox import OutboxStatus, mark_failed, mark_sent, pending, queue_reply
-from hitl.replies.retrieval import Neighbour, ReplyIndex, ReplyRecord, store_ref
-from hitl.replies.smtp import SendReport, SmtpSender
-from hitl.replies.templates import ReplyTemplates, TemplateError, load_reply_templates, render
+from __future__ import annotations
 
-__all__ = [
-    "DraftSource",
-    "Neighbour",
-    "OutboxStatus",
-    "ReplyDraft",
-    "ReplyIndex",
-    "ReplyRecord",
-    "ReplyTemplates",
-    "SendReport",
-    "SmtpSender",
-    "TemplateError",
-    "adapt_answer",
-    "confidence_from_similarity",
-    "draft_reply",
-    "edit_distance",
-    "load_reply_templates",
-    "mark_failed",
-    "mark_sent",
-    "normalised_edit_distance",
-    "pending",
-    "queue_reply",
-    "render",
-    "store_ref",
-]
+import importlib
+from typing import Any
+
+_HOMES = {
+    "edit_distance": "distance",
+    "normalised_edit_distance": "distance",
+    "DraftSource": "drafting",
+    "ReplyDraft": "drafting",
+    "adapt_answer": "drafting",
+    "confidence_from_similarity": "drafting",
+    "draft_reply": "drafting",
+    "OutboxStatus": "outbox",
+    "mark_failed": "outbox",
+    "mark_sent": "outbox",
+    "pending": "outbox",
+    "queue_reply": "outbox",
+    "Neighbour": "retrieval",
+    "ReplyIndex": "retrieval",
+    "ReplyRecord": "retrieval",
+    "store_ref": "retrieval",
+    "SendReport": "smtp",
+    "SmtpSender": "smtp",
+    "ReplyTemplates": "templates",
+    "TemplateError": "templates",
+    "load_reply_templates": "templates",
+    "render": "templates",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
