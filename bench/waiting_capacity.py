@@ -26,12 +26,13 @@ every 15 s. Results: <workdir>/results-<N>-<app-db>-<prefect-db>.json. Every pro
 PostgreSQL databases it created) is removed on exit, error or Ctrl-C.
 
 The application database is SQLite under HITL_HOME (the default), or with --app-db postgres a
-fresh PostgreSQL database. On SQLite, every flow process holds the write lock while it loads the
-models (imports included), so flow starts queue on it: with the default busy timeout (60 s) runs
-failed with "database is locked" on a loaded 2-core machine; --sqlite-busy-timeout raises it (see
-BENCHMARKS.md, section 3). The Prefect server's database is SQLite (hitl serve's default) or, with
---prefect-db postgres, a fresh PostgreSQL database: on SQLite the server answered 503 (SQLITE_BUSY)
-while 8 flow processes ran and the ingestion created 1,000 runs, and the ingestion failed.
+fresh PostgreSQL database. Before 3f9dfe7 every flow process held SQLite's write lock while it
+loaded the models, so flow starts queued on it and runs failed with "database is locked" on a
+loaded 2-core machine; models now load outside any transaction. --sqlite-busy-timeout still sets
+HITL_SQLITE_BUSY_TIMEOUT_S for the whole stack. The Prefect server's database is SQLite (hitl
+serve's default) or, with --prefect-db postgres, a fresh PostgreSQL database: in an attempt on a
+loaded machine (load 12-17), the server on SQLite answered 503 (SQLITE_BUSY) while 8 flow
+processes ran and the ingestion created 1,000 runs, and the ingestion failed.
 """
 
 from __future__ import annotations
