@@ -49,6 +49,7 @@ LIFECYCLE_KINDS: tuple[str, ...] = (
     "action.executed",  # a runbook ran under its idempotency key, with status and output digest
     "action.skipped_duplicate",  # a re-run found the idempotency key already executed
     "action.result_unknown",  # an execution is still "running" with nobody behind it: not re-run, escalated
+    "action.result_recorded",  # a person checked the target system and recorded an unknown result
     "lifecycle.recovered",  # a lifecycle run whose process died: restarted, result unknown, or escalated
     "reply.queued",  # a client reply went to the outbox, with its edit distance from the draft
     "checkpoint.timed_out",  # nobody reviewed before the deadline; the fallback that applied

@@ -11,10 +11,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from hitl.audit import verify_chain
 from hitl.lifecycle import recovery
+from hitl.lifecycle.action_results import (
+    ActionResultError,
+    CheckedResultInput,
+    record_checked_result,
+    unknown_actions,
+)
 from hitl.lifecycle.effects import RESULT_UNKNOWN_MESSAGE, apply_checkpoint
 from hitl.lifecycle.recovery import ActiveRun, Recovery, TicketFacts, orphaned, plan_recovery, stale_after
 from hitl.lifecycle.resources import LifecycleResources
@@ -208,8 +215,17 @@ def test_a_rerun_that_finds_the_action_running_never_runs_it_and_stops_for_peopl
     assert not _events(database, ticket_id, "action.skipped_duplicate")
 
     with database.session() as session:  # someone checked the RMM and recorded the result
-        row = session.get_one(ActionExecution, execution_id)
-        row.status, row.finished_at = "succeeded", utcnow()
+        recorded = record_checked_result(
+            session,
+            CheckedResultInput(
+                execution_id=execution_id, result="succeeded", checked_by="carol", note="RMM job 4411: done"
+            ),
+        )
+    assert (recorded.ticket_id, recorded.decision_id) == (ticket_id, decision_id)
+    assert recorded.result == "succeeded"
+    [checked] = _events(database, ticket_id, "action.result_recorded")
+    assert checked["execution_id"] == execution_id and checked["was"] == "unknown"
+    assert checked["note"] == "RMM job 4411: done" and checked["result"] == "succeeded"
     assert apply_checkpoint(res, ticket_id, "remediation", [decision_id]) is None
     assert rmm.requests == []
     with database.session() as session:
@@ -309,3 +325,82 @@ def test_the_engine_stops_the_ticket_at_an_unknown_result(
             select(Decision).where(Decision.ticket_id == ticket_id, Decision.checkpoint == "reply")
         ).first()
     assert len(_events(database, ticket_id, "action.result_unknown")) == 1
+
+
+def test_a_checked_result_is_recorded_only_for_an_action_declared_unknown(
+    database: Database, catalog: dict[str, Runbook], rmm: Rmm
+) -> None:
+    """A "running" row nobody declared unknown may belong to a live process: refused. So is a
+    second answer, an unknown id, and input that is not text; a refusal changes nothing."""
+    ticket_id, decision_id = _approved_remediation(database, "run-alive")
+    execution_id = _left_running(database, catalog, ticket_id, decision_id, "run-alive")
+
+    def answer(**changes: Any) -> CheckedResultInput:
+        fields = {"execution_id": execution_id, "result": "failed", "checked_by": "carol"}
+        return CheckedResultInput(**{**fields, "note": "job absent", **changes})
+
+    with database.session() as session:
+        assert unknown_actions(session) == []
+        with pytest.raises(ActionResultError, match="never declared unknown: it may still be in progress"):
+            record_checked_result(session, answer())
+        with pytest.raises(ActionResultError, match="no action execution 9999"):
+            record_checked_result(session, answer(execution_id=9999))
+    for bad in ({"checked_by": "  "}, {"note": ""}, {"result": "maybe"}, {"checked_by": "eve\ud800"}):
+        with pytest.raises(ValidationError):
+            answer(**bad)
+
+    res = _res(database, catalog, rmm, "run-rerun")
+    assert apply_checkpoint(res, ticket_id, "remediation", [decision_id]) == RESULT_UNKNOWN_MESSAGE
+    with database.session() as session:
+        [waiting] = unknown_actions(session)
+        assert (waiting.execution_id, waiting.ticket_id) == (execution_id, ticket_id)
+        assert waiting.runbook == RUNBOOK
+        assert waiting.approved_by == ["alice", "bob"]
+        record_checked_result(session, answer())
+    with database.session() as session:
+        assert unknown_actions(session) == []
+        row = session.get_one(ActionExecution, execution_id)
+        assert row.status == "failed" and row.error == "checked by carol: job absent"
+        assert session.get_one(Decision, decision_id).details["execution_checked_by"] == "carol"
+        with pytest.raises(ActionResultError, match="already has its result \\(failed\\)"):
+            record_checked_result(session, answer(result="succeeded"))
+    with database.session() as session:
+        assert session.get_one(ActionExecution, execution_id).status == "failed"
+        [event] = session.execute(
+            select(AuditEvent).where(AuditEvent.kind == "action.result_recorded")
+        ).scalars()
+        assert event.actor == "carol" and event.ticket_id == ticket_id
+        assert verify_chain(session).ok
+    assert apply_checkpoint(res, ticket_id, "remediation", [decision_id]) is None  # done, not re-run
+    assert rmm.requests == []
+
+
+def test_the_action_commands_list_and_resolve_an_unknown_result(
+    database: Database, catalog: dict[str, Runbook], rmm: Rmm
+) -> None:
+    from .support import run_cli
+
+    ticket_id, decision_id = _approved_remediation(database, "run-killed")
+    execution_id = _left_running(database, catalog, ticket_id, decision_id, "run-killed")
+    res = _res(database, catalog, rmm, "run-rerun")
+    assert apply_checkpoint(res, ticket_id, "remediation", [decision_id]) == RESULT_UNKNOWN_MESSAGE
+    [listed] = json.loads(run_cli("action", "unknown", "--json").stdout)
+    assert (listed["execution_id"], listed["ticket_id"]) == (execution_id, ticket_id)
+
+    base = ["action", "resolve", str(execution_id), "--checked-by", "carol", "--note", "RMM job 4411 done"]
+    for args, message in (
+        ([*base, "--result", "maybe"], "error: --result: Input should be 'succeeded' or 'failed'"),
+        ([*base[:3], "--checked-by", " ", "--note", "x", "--result", "failed"], "error: --checked-by:"),
+        (["action", "resolve", "4242", *base[3:], "--result", "failed"], "error: no action execution 4242"),
+    ):
+        refused = run_cli(*args)
+        assert refused.returncode == 1 and refused.stderr.startswith(message), refused.stderr
+        assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+    done = run_cli(*base, "--result", "succeeded", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["result"] == "succeeded"
+    assert json.loads(run_cli("action", "unknown", "--json").stdout) == []
+    again = run_cli(*base, "--result", "failed")
+    assert again.returncode == 1 and "already has its result (succeeded)" in again.stderr
+    verified = run_cli("audit", "verify")
+    assert verified.returncode == 0, verified.stderr

@@ -255,3 +255,68 @@ def outbox_send() -> None:
     out.print(f"sent {report.sent}, failed {report.failed}, deferred {report.deferred}")
     if report.error:
         raise HitlError(report.error)
+
+
+action_app = typer.Typer(
+    help="Remediation actions whose result is unknown (their process died mid-call).", no_args_is_help=True
+)
+
+
+@action_app.command("unknown")
+def action_unknown(json_output: bool = JSON_OPTION) -> None:
+    """Actions waiting for someone to check the target system: never re-run until a result is recorded."""
+    from hitl.lifecycle.action_results import unknown_actions
+
+    with get_database(get_settings()).session() as session:
+        actions = unknown_actions(session)
+    if json_output:
+        print_json([a.model_dump() for a in actions])
+        return
+    table(
+        "Actions with an unknown result",
+        ["execution", "ticket", "runbook", "parameters", "approved by", "started"],
+        [
+            [
+                a.execution_id,
+                a.ticket_id,
+                a.runbook,
+                json.dumps(a.parameters),
+                ", ".join(map(str, a.approved_by)),
+                a.started_at,
+            ]
+            for a in actions
+        ],
+    )
+
+
+@action_app.command("resolve")
+def action_resolve(
+    execution_id: int = typer.Argument(..., help="From `hitl action unknown` or `hitl audit show TICKET`."),
+    result: str = typer.Option(..., "--result", help="What the target system shows: succeeded or failed."),
+    checked_by: str = typer.Option(..., "--checked-by", help="Who checked (recorded in the audit trail)."),
+    note: str = typer.Option(..., "--note", help="What was checked, and where."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Record what the target system shows for an action whose result was unknown; then
+    `hitl lifecycle start TICKET` continues the ticket without running the action again."""
+    from pydantic import ValidationError
+
+    from hitl.lifecycle.action_results import ActionResultError, CheckedResultInput, record_checked_result
+
+    try:
+        answer = CheckedResultInput(
+            execution_id=execution_id, result=result, checked_by=checked_by, note=note
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        option = {"checked_by": "--checked-by"}.get(str(first["loc"][0]), f"--{first['loc'][0]}")
+        raise ActionResultError(f"{option}: {first['msg']}") from None
+    with get_database(get_settings()).session() as session:
+        recorded = record_checked_result(session, answer)
+    if json_output:
+        print_json(recorded.model_dump())
+        return
+    out.print(
+        f"execution {recorded.execution_id} ({recorded.runbook}) recorded as {recorded.result} by "
+        f"{recorded.checked_by}; continue the ticket with `hitl lifecycle start {recorded.ticket_id}`"
+    )

@@ -183,7 +183,7 @@ def record_unknown_result(
         and decision.details.get("execution_id") == execution.id
     ):
         return False
-    if decision is None and _unknown_logged(session, execution):
+    if decision is None and unknown_logged(session, execution):
         return False
     ticket = session.get(Ticket, execution.ticket_id)
     assert ticket is not None
@@ -219,7 +219,7 @@ def record_unknown_result(
     return True
 
 
-def _unknown_logged(session: Session, execution: ActionExecution) -> bool:
+def unknown_logged(session: Session, execution: ActionExecution) -> bool:
     bodies = session.execute(
         select(AuditEvent.body).where(
             AuditEvent.ticket_id == execution.ticket_id, AuditEvent.kind == "action.result_unknown"
