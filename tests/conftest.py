@@ -132,3 +132,14 @@ def settings(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
 @pytest.fixture
 def database(settings: Settings) -> db_module.Database:
     return db_module.get_database(settings)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop the temporary Prefect servers that Prefect starts by itself for code run without
+    `prefect_api`, while pytest's output streams are still open: left to Prefect's atexit hook,
+    their "Stopping temporary server" log line hits a closed stream and prints a "Logging error"
+    traceback under the test summary, which reads like a failure."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    for server in list(SubprocessASGIServer._instances.values()):
+        server.stop()
