@@ -171,3 +171,37 @@ def test_notify_cli_names_the_missing_auth_string(served: Served) -> None:
     ok = _cli(served, "notify", "setup", "--json", HITL_NOTIFY_WEBHOOK_URL=hook, PREFECT_API_AUTH_STRING=AUTH)
     assert ok.returncode == 0, ok.stderr
     assert [b["outcome"] for b in json.loads(ok.stdout)["blocks"]] == ["updated"]
+
+
+def test_a_failing_prefect_api_is_one_line() -> None:
+    """A 503 from a real local HTTP server, raised as the Prefect client raises it."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+
+    from hitl.cli import _api_refusal
+
+    class Busy(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/api/flow_runs/x/resume"
+        with pytest.raises(httpx.HTTPStatusError) as caught:
+            httpx.post(url, timeout=10).raise_for_status()
+    finally:
+        server.shutdown()
+    wrapped = RuntimeError("resume failed")
+    wrapped.__cause__ = caught.value
+    line = _api_refusal(wrapped)
+    assert line is not None and "\n" not in line
+    assert line.startswith(f"the Prefect API at 127.0.0.1:{server.server_address[1]} answered 503")
+    assert "POST /api/flow_runs/x/resume after its retries" in line and line.endswith("try again")

@@ -65,11 +65,18 @@ def main() -> None:
 
 
 def _api_refusal(exc: BaseException) -> str | None:
-    """A 401/403 from the Prefect API, as the one line that says what to set."""
+    """A 401/403 from the Prefect API, as the one line that says what to set; a 5xx (after the
+    Prefect client's own retries) as one line that says to try again."""
     import httpx
 
     while exc is not None and not isinstance(exc, httpx.HTTPStatusError):
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    if exc is not None and exc.response.status_code >= 500:
+        return (
+            f"the Prefect API at {exc.request.url.host}:{exc.request.url.port} answered "
+            f"{exc.response.status_code} {exc.response.reason_phrase} to {exc.request.method} "
+            f"{exc.request.url.path} after its retries: the server is overloaded or failing; try again"
+        )
     if exc is None or exc.response.status_code not in (401, 403):
         return None
     return (
