@@ -302,15 +302,15 @@ def action_resolve(
     from pydantic import ValidationError
 
     from hitl.lifecycle.action_results import ActionResultError, CheckedResultInput, record_checked_result
+    from hitl.yamlfile import first_problem
 
     try:
         answer = CheckedResultInput(
             execution_id=execution_id, result=result, checked_by=checked_by, note=note
         )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        option = {"checked_by": "--checked-by"}.get(str(first["loc"][0]), f"--{first['loc'][0]}")
-        raise ActionResultError(f"{option}: {first['msg']}") from None
+    except ValidationError as exc:  # name the option, not the model field
+        where, _, what = first_problem(exc).partition(": ")
+        raise ActionResultError(f"--{where.replace('_', '-')}: {what}") from None
     with get_database(get_settings()).session() as session:
         recorded = record_checked_result(session, answer)
     if json_output:

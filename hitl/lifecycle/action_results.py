@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from hitl.audit import append_event
 from hitl.checkpoints import is_valid_text
 from hitl.errors import HitlError
-from hitl.lifecycle.effects import unknown_logged
+from hitl.lifecycle.effects import declared_unknown
 from hitl.store.orm import ActionExecution, Decision, utcnow
 
 CheckedResult = Literal["succeeded", "failed"]
@@ -57,12 +57,6 @@ class CheckedResultRecord(BaseModel):
     audit_seq: int
 
 
-def _declared_unknown(session: Session, execution: ActionExecution, decision: Decision | None) -> bool:
-    if decision is not None and decision.details.get("execution_id") == execution.id:
-        return decision.details.get("execution_status") == "unknown"
-    return unknown_logged(session, execution)
-
-
 def record_checked_result(session: Session, answer: CheckedResultInput) -> CheckedResultRecord:
     """Only an execution already declared unknown can be resolved: a row that is "running" for
     any other reason may belong to a process that is still on it, and a finished one has its
@@ -75,7 +69,7 @@ def record_checked_result(session: Session, answer: CheckedResultInput) -> Check
             f"action execution {execution.id} already has its result ({execution.status}); nothing to record"
         )
     decision = session.get(Decision, execution.decision_id) if execution.decision_id is not None else None
-    if not _declared_unknown(session, execution, decision):
+    if not declared_unknown(session, execution, decision):
         raise ActionResultError(
             f"action execution {execution.id} is running and its result was never declared unknown: "
             "it may still be in progress (the checkpoint-timeouts sweeper declares it once its run is dead)"
@@ -144,7 +138,7 @@ def unknown_actions(session: Session) -> list[UnknownAction]:
     out = []
     for execution in rows:
         decision = session.get(Decision, execution.decision_id) if execution.decision_id is not None else None
-        if _declared_unknown(session, execution, decision):
+        if declared_unknown(session, execution, decision):
             out.append(
                 UnknownAction(
                     execution_id=execution.id,

@@ -178,12 +178,7 @@ def record_unknown_result(
     records the execution and why. Nothing is executed. Idempotent: returns False when this
     execution was already recorded as unknown."""
     decision = session.get(Decision, execution.decision_id) if execution.decision_id is not None else None
-    if decision is not None and (
-        decision.details.get("execution_status") == "unknown"
-        and decision.details.get("execution_id") == execution.id
-    ):
-        return False
-    if decision is None and unknown_logged(session, execution):
+    if declared_unknown(session, execution, decision):
         return False
     ticket = session.get(Ticket, execution.ticket_id)
     assert ticket is not None
@@ -219,7 +214,18 @@ def record_unknown_result(
     return True
 
 
-def unknown_logged(session: Session, execution: ActionExecution) -> bool:
+def declared_unknown(session: Session, execution: ActionExecution, decision: Decision | None) -> bool:
+    """Whether `record_unknown_result` already declared this execution unknown: on its decision,
+    or, for an execution without one, in the audit trail."""
+    if decision is not None:
+        return (
+            decision.details.get("execution_status") == "unknown"
+            and decision.details.get("execution_id") == execution.id
+        )
+    return _unknown_logged(session, execution)
+
+
+def _unknown_logged(session: Session, execution: ActionExecution) -> bool:
     bodies = session.execute(
         select(AuditEvent.body).where(
             AuditEvent.ticket_id == execution.ticket_id, AuditEvent.kind == "action.result_unknown"

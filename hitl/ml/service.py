@@ -18,7 +18,6 @@ from hitl.ml.registry import (
     ModelRef,
     activate,
     active_versions,
-    load_model,
     load_model_cached,
     write_model_file,
 )
@@ -90,9 +89,7 @@ def load_active_models(
     session: Session, models_dir: Path, heads: list[str] | None = None
 ) -> list[LoadedModel]:
     """Every active model (or those of `heads`), each verified before it is loaded."""
-    rows = active_versions(session)
-    wanted = heads or sorted(rows)
-    return [load_model(rows[h], models_dir) for h in wanted if h in rows]
+    return list(ActiveModels.read(session, models_dir, heads).values())
 
 
 class ActiveModels(Mapping[str, LoadedModel]):
