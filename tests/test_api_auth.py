@@ -205,3 +205,50 @@ def test_a_failing_prefect_api_is_one_line() -> None:
     assert line is not None and "\n" not in line
     assert line.startswith(f"the Prefect API at 127.0.0.1:{server.server_address[1]} answered 503")
     assert "POST /api/flow_runs/x/resume after its retries" in line and line.endswith("try again")
+
+
+def test_an_unreachable_prefect_api_is_one_line(tmp_path: Path) -> None:
+    """The real `hitl` entry point against a port nobody listens on: one line naming the address."""
+    port = free_port()
+    env = {**_clean_env(tmp_path), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+    done = subprocess.run(
+        [sys.executable, "-m", "hitl.cli", "lifecycle", "start", "1"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=ROOT,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith(f"error: cannot reach the Prefect API at http://127.0.0.1:{port} (")
+    assert "repeat the command" in done.stderr
+
+
+def test_a_connection_lost_mid_request_says_to_look_before_repeating() -> None:
+    """A real local server that reads the request and closes without answering."""
+    import socket
+    import threading
+
+    from hitl.cli import _api_refusal
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def hang_up() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        with pytest.raises(httpx.TransportError) as caught:
+            httpx.post(f"http://127.0.0.1:{port}/api/flow_runs/x/resume", json={}, timeout=10)
+    finally:
+        listener.close()
+    wrapped = RuntimeError("resume failed")
+    wrapped.__context__ = caught.value
+    line = _api_refusal(wrapped)
+    assert line is not None and "\n" not in line
+    assert line.startswith(f"the Prefect API at http://127.0.0.1:{port} stopped answering mid-request (")
+    assert "may have taken effect" in line

@@ -8,6 +8,7 @@ module holds one area; this module assembles them.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 import typer
@@ -16,6 +17,9 @@ from hitl.cli import decisions, ingest, lifecycle, models, policy, review, serve
 from hitl.cli.common import err, fail_line
 from hitl.cli.notify import notify_app
 from hitl.errors import HitlError
+
+if TYPE_CHECKING:
+    import httpx
 
 app = typer.Typer(
     help="Human-in-the-loop automation of MSP ticket operations on Prefect 3.",
@@ -66,11 +70,14 @@ def main() -> None:
 
 def _api_refusal(exc: BaseException) -> str | None:
     """A 401/403 from the Prefect API, as the one line that says what to set; a 5xx (after the
-    Prefect client's own retries) as one line that says to try again."""
+    Prefect client's own retries) as one line that says to try again; no answer at all (server
+    down, wrong PREFECT_API_URL) as one line that names the address tried."""
     import httpx
 
-    while exc is not None and not isinstance(exc, httpx.HTTPStatusError):
+    while exc is not None and not isinstance(exc, httpx.HTTPStatusError | httpx.TransportError):
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    if isinstance(exc, httpx.TransportError):
+        return _unreachable(exc)
     if exc is not None and exc.response.status_code >= 500:
         return (
             f"the Prefect API at {exc.request.url.host}:{exc.request.url.port} answered "
@@ -83,4 +90,27 @@ def _api_refusal(exc: BaseException) -> str | None:
         f"the Prefect API at {exc.request.url.host}:{exc.request.url.port} refused the request "
         f"({exc.response.status_code}): set PREFECT_API_AUTH_STRING to the server's "
         "PREFECT_SERVER_API_AUTH_STRING"
+    )
+
+
+def _unreachable(exc: httpx.TransportError) -> str:
+    """No answer from the Prefect API. A refused or timed-out connection reached nothing, so the
+    command can be repeated as it is; a connection lost mid-request may have taken effect, so the
+    operator is told to look first (a repeated resume of a resumed run is refused anyway)."""
+    import httpx
+
+    try:
+        url = exc.request.url
+        where = f" at {url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
+    except RuntimeError:  # raised without a request
+        where = ""
+    detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc).strip() else 'no detail'}"
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return (
+            f"cannot reach the Prefect API{where} ({detail}): start it (`hitl serve`) or set "
+            "PREFECT_API_URL to the running server, then repeat the command"
+        )
+    return (
+        f"the Prefect API{where} stopped answering mid-request ({detail}): the request may have "
+        "taken effect; check `hitl queue` or the run in the UI before repeating the command"
     )
