@@ -60,7 +60,7 @@ def timeouts_deployment() -> RunnerDeployment:
         description=(
             "Every minute: overdue checkpoints go to the escalation queue (a timeout never acts); "
             "lifecycle runs whose worker died are recovered (fresh run, or escalation when an "
-            "action's result is unknown)."
+            "action's result is unknown); runs claimed but never started are Scheduled again."
         ),
         tags=["lifecycle", "scheduled"],
         concurrency_limit=1,

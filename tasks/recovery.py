@@ -26,7 +26,9 @@ def recover_orphaned_runs() -> SweepReport:
             "flow run heartbeats are off (PREFECT_FLOWS_HEARTBEAT_FREQUENCY): orphans go unnoticed"
         )
     for run_id in report.crashed:
-        logger.warning("flow run %s sent no heartbeat for too long: marked Crashed", run_id)
+        logger.warning("flow run %s is dead (no heartbeat, or a claim never started): marked Crashed", run_id)
+    for run_id in report.requeued:
+        logger.warning("flow run %s was claimed but never started: Scheduled again", run_id)
     for item in report.recovered:
         logger.warning(
             "ticket %s (crashed run %s): %s%s: %s",

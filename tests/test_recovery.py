@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from hitl.audit import verify_chain
 from hitl.lifecycle import recovery
@@ -23,7 +23,16 @@ from hitl.lifecycle.action_results import (
     unknown_actions,
 )
 from hitl.lifecycle.effects import RESULT_UNKNOWN_MESSAGE, apply_checkpoint
-from hitl.lifecycle.recovery import ActiveRun, Recovery, TicketFacts, orphaned, plan_recovery, stale_after
+from hitl.lifecycle.recovery import (
+    ActiveRun,
+    PendingRun,
+    Recovery,
+    TicketFacts,
+    orphaned,
+    plan_recovery,
+    stale_after,
+    stuck_pending,
+)
 from hitl.lifecycle.resources import LifecycleResources
 from hitl.models import TicketRecord
 from hitl.remediation.executors import WebhookExecutor
@@ -64,6 +73,59 @@ def test_orphaned_needs_no_sign_of_life_for_longer_than_stale(
         id="r", deployment="ticket-lifecycle", running_since=running_since, last_heartbeat=last_heartbeat
     )
     assert orphaned([run], T0, STALE) == ([run] if is_orphan else [])
+
+
+def test_a_claim_is_stuck_only_after_the_pending_limit() -> None:
+    assert timedelta(minutes=10) == recovery.PENDING_LIMIT
+    runs = [
+        PendingRun(id=name, deployment="ticket-lifecycle", pending_since=T0 - age)
+        for name, age in (("fresh", timedelta(seconds=30)), ("edge", timedelta(minutes=10)),
+                          ("dead", timedelta(minutes=10, seconds=1)))
+    ]  # fmt: skip
+    assert [run.id for run in stuck_pending(runs, T0)] == ["dead"]
+
+
+def test_a_claim_that_never_started_is_scheduled_again(prefect_api: str, database: Database) -> None:
+    """On a real Prefect server: a ticket-lifecycle run left Pending (its worker died between the
+    claim and the process start) is Scheduled again for any live worker; a sweeper run left Pending
+    is Crashed; a fresh claim is left alone. No run is started and the database is not touched."""
+    from prefect import get_client
+    from prefect.states import Pending
+
+    from deployments.definitions import lifecycle_deployment, timeouts_deployment
+
+    sweeper = timeouts_deployment()
+    sweeper.schedules = []  # no runs every minute on the session's server
+    ids = {"ticket-lifecycle": lifecycle_deployment().apply(), "checkpoint-timeouts": sweeper.apply()}
+    with get_client(sync_client=True) as client:
+        runs = {}
+        for name, deployment_id in ids.items():
+            run = client.create_flow_run_from_deployment(deployment_id, parameters={"ticket_id": 10**9})
+            assert client.set_flow_run_state(run.id, Pending()).status.value == "ACCEPT"
+            runs[name] = str(run.id)
+
+        fresh = recovery.sweep(database, heartbeat_frequency_s=30, start_runs=_no_starts)
+        assert runs["ticket-lifecycle"] not in fresh.requeued
+        assert runs["checkpoint-timeouts"] not in fresh.crashed
+
+        later = utcnow() + recovery.PENDING_LIMIT + timedelta(seconds=5)
+        report = recovery.sweep(database, heartbeat_frequency_s=30, now=later, start_runs=_no_starts)
+        assert runs["ticket-lifecycle"] in report.requeued
+        assert runs["checkpoint-timeouts"] in report.crashed
+        requeued = client.read_flow_run(runs["ticket-lifecycle"]).state
+        assert requeued is not None and requeued.is_scheduled() and "never started" in str(requeued.message)
+        assert requeued.state_details.scheduled_time <= utcnow()  # due now: the next poll takes it
+        crashed = client.read_flow_run(runs["checkpoint-timeouts"]).state
+        assert crashed is not None and crashed.is_crashed()
+
+        again = recovery.sweep(database, heartbeat_frequency_s=30, now=later, start_runs=_no_starts)
+        assert runs["ticket-lifecycle"] not in again.requeued  # Scheduled now, nothing to put back
+    with database.session() as session:
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == 0
+
+
+def _no_starts(ticket_ids: Any) -> dict[int, str]:
+    raise AssertionError(f"no lifecycle run should start here: {ticket_ids}")
 
 
 def test_watched_deployments_are_the_products() -> None:

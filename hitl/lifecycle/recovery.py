@@ -28,6 +28,13 @@ default in Prefect 3.9, 30 at least). The checkpoint-timeouts sweeper, every min
    * after MAX_RESTARTS automatic restarts of one ticket, it goes to the escalation queue instead,
      so a ticket that kills its process every time is not restarted for ever.
 
+3. **Stuck in Pending.** A worker claims a run (Pending) and then starts its process; a machine
+   that dies in between leaves the run Pending for good, and Pending runs send no heartbeat. A
+   watched run Pending for longer than PENDING_LIMIT is put back: a ticket-lifecycle run is
+   Scheduled again (now), so any live worker starts it as if it had never been claimed (no
+   process of it ever ran: nothing can have happened twice); a checkpoint-timeouts run is set
+   Crashed, since the next minute's sweep does its work anyway.
+
 Every recovery writes a `lifecycle.recovered` audit event. The decisions are pure functions
 (`orphaned`, `plan_recovery`), tested on their own; `sweep` only gathers the facts and acts.
 """
@@ -52,6 +59,9 @@ WATCHED_DEPLOYMENTS = ("ticket-lifecycle", "checkpoint-timeouts")
 MISSED_HEARTBEATS = 3
 MAX_RESTARTS = 3
 LOOKBACK = timedelta(days=7)
+# Claim to Running takes seconds (process start, imports); ten minutes is a dead claim even on a
+# machine starting a thousand runs (benchmark 3: a run waits in Scheduled, not Pending, for a slot).
+PENDING_LIMIT = timedelta(minutes=10)
 FINISHED_STATUSES = frozenset({"escalated", "overdue"})
 ACTOR = "system:recovery"
 
@@ -85,6 +95,23 @@ def orphaned(runs: Iterable[ActiveRun], now: datetime, stale: timedelta) -> list
         if now - last > stale:
             out.append(run)
     return out
+
+
+@dataclass(frozen=True)
+class PendingRun:
+    """A flow run a worker claimed but whose process has not reported Running."""
+
+    id: str
+    deployment: str
+    pending_since: datetime
+    state_id: str | None = None
+
+
+def stuck_pending(
+    runs: Iterable[PendingRun], now: datetime, limit: timedelta = PENDING_LIMIT
+) -> list[PendingRun]:
+    """Claims older than `limit`: the process that should have started them never did."""
+    return [run for run in runs if now - run.pending_since > limit]
 
 
 class Recovery(StrEnum):
@@ -262,7 +289,13 @@ class Recovered(BaseModel):
 
 
 class SweepReport(BaseModel):
-    crashed: list[str] = Field(default_factory=list, description="runs set Crashed for missing heartbeats")
+    crashed: list[str] = Field(
+        default_factory=list,
+        description="runs set Crashed: missing heartbeats, or a sweeper run stuck in Pending",
+    )
+    requeued: list[str] = Field(
+        default_factory=list, description="ticket-lifecycle runs stuck in Pending, Scheduled again"
+    )
     recovered: list[Recovered] = Field(default_factory=list, description="tickets acted on (not NOTHING)")
     heartbeats: bool = True  # False: heartbeats are off, orphans cannot be told from slow runs
 
@@ -342,6 +375,42 @@ def active_runs(client: Any, since: datetime) -> list[ActiveRun]:
     ]
 
 
+def pending_runs(client: Any) -> list[PendingRun]:
+    from prefect.client.schemas.objects import StateType
+
+    return [
+        PendingRun(
+            id=str(run.id),
+            deployment=deployment,
+            pending_since=run.state.timestamp,
+            state_id=str(run.state.id),
+        )
+        for deployment in WATCHED_DEPLOYMENTS
+        for run in _deployment_runs(client, deployment, StateType.PENDING, sort="START_TIME_ASC")
+        if run.state is not None and run.state.timestamp is not None
+    ]
+
+
+def _unstick(client: Any, run: PendingRun) -> bool:
+    """Put a dead claim back (see the module's docstring), unless its state moved since it was read."""
+    from prefect.client.schemas.responses import SetStateStatus
+    from prefect.states import Crashed, Scheduled
+
+    current = client.read_flow_run(run.id)
+    if current.state is None or str(current.state.id) != run.state_id:
+        return False
+    why = (
+        f"Pending since {run.pending_since:%Y-%m-%d %H:%M:%S} UTC (more than "
+        f"{PENDING_LIMIT.total_seconds():.0f} s) and never started: the worker that claimed it is gone."
+    )
+    if run.deployment == LIFECYCLE_DEPLOYMENT:
+        state = Scheduled(scheduled_time=utcnow(), message=f"{why} Scheduled again by checkpoint-timeouts.")
+    else:
+        state = Crashed(message=f"{why} Marked Crashed by checkpoint-timeouts; the next sweep does its work.")
+    result = client.set_flow_run_state(run.id, state)
+    return bool(result.status == SetStateStatus.ACCEPT)
+
+
 def _crash(client: Any, run: ActiveRun, stale: timedelta) -> bool:
     """Set an orphan Crashed, unless its state moved since it was read (it came back to life)."""
     from prefect.client.schemas.responses import SetStateStatus
@@ -406,6 +475,10 @@ def sweep(
             for run in orphaned(active_runs(client, now - 2 * stale), now, stale):
                 if _crash(client, run, stale):
                     report.crashed.append(run.id)
+        for pending in stuck_pending(pending_runs(client), now):
+            if _unstick(client, pending):
+                target = report.requeued if pending.deployment == LIFECYCLE_DEPLOYMENT else report.crashed
+                target.append(pending.id)
         crashed = _deployment_runs(
             client,
             LIFECYCLE_DEPLOYMENT,
