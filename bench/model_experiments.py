@@ -1,0 +1,212 @@
+"""Three further attempts at the triage targets that bench/model_selection.py's candidate specs
+cannot express, measured with the same protocol (5-fold stratified CV over the Endava tickets,
+rare classes pooled for the outer split, metrics over all out-of-fold predictions).
+
+* ``title``: the real title as a TF-IDF block of its own, next to (or instead of) the "head" block
+  that approximates it with the opening 40 characters. The product's model input is one string,
+  so this would need a two-field input; it is measured first to see whether that is worth it.
+* ``bagging``: CalibratedClassifierCV with more inner folds (each SVM sees more of the training
+  fold) and averaged over several inner-split seeds (a bagged ensemble of calibrated SVMs).
+* ``confidence``: a second model for the top label's correctness ("is this prediction right?"),
+  fitted on inner out-of-fold predictions of the calibrated SVM with features of the probability
+  vector (top-1, top-2, their gap and logs, entropy, text length) and, in one variant, the predicted
+  class. Coverage at an accuracy level depends only on how confidence *ranks* tickets, so this
+  tests whether a better ranking than the calibrated top probability exists.
+
+Example::
+
+    .venv/bin/python bench/model_experiments.py confidence --label business_service
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.model_selection import StratifiedKFold  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import model_selection as ms  # noqa: E402
+
+from hitl.ml.metrics import coverage_at_accuracy, expected_calibration_error  # noqa: E402
+from hitl.ml.pipelines import RareAlwaysTrainKFold  # noqa: E402
+
+LEVELS = (0.90, 0.95, 0.99)
+
+
+def row(name: str, correct: np.ndarray, confidence: np.ndarray) -> str:
+    cov = coverage_at_accuracy(confidence, correct, LEVELS)
+    return (
+        f"| `{name}` | {correct.mean():.4f} | {expected_calibration_error(confidence, correct):.4f}"
+        f" | {cov['0.90']:.4f} | {cov['0.95']:.4f} | {cov['0.99']:.4f} |"
+    )
+
+
+HEADER = "| variant | accuracy | ECE | cov@0.90 | cov@0.95 | cov@0.99 |\n|---|---|---|---|---|---|"
+
+
+class Data:
+    def __init__(self, path: Path, label: str, seed: int) -> None:
+        frame = pd.read_csv(path)
+        frame = frame[frame[label].notna()]
+        self.titles = frame["title"].fillna("").astype(str).tolist()
+        self.bodies = frame["body"].fillna("").astype(str).tolist()
+        self.texts = [t + " " + b for t, b in zip(self.titles, self.bodies, strict=True)]
+        self.y = frame[label].astype(str).to_numpy()
+        self.classes = np.unique(self.y)
+        self.seed = seed
+
+    def folds(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        outer = StratifiedKFold(5, shuffle=True, random_state=self.seed)
+        yield from outer.split(self.texts, ms.pooled_strata(self.y, 5))
+
+    def proba(self, clf: object, x: sp.spmatrix) -> np.ndarray:
+        full = np.zeros((x.shape[0], self.classes.size))
+        full[:, np.searchsorted(self.classes, clf.classes_)] = clf.predict_proba(x)  # type: ignore[attr-defined]
+        return full
+
+    def report(self, name: str, proba: np.ndarray, confidence: np.ndarray | None = None) -> str:
+        correct = self.classes[proba.argmax(1)] == self.y
+        return row(name, correct, proba.max(1) if confidence is None else confidence)
+
+
+def title_blocks(d: Data, clf_spec: str) -> None:
+    columns = {"text": d.texts, "title": d.titles}
+    variants: dict[str, Callable[[], list[tuple[object, str]]]] = {
+        "wp5h40 (chosen)": lambda: [(ms.FEATURES["wp5h40"](), "text")],
+        "wp5 + title words": lambda: [(ms.FEATURES["wp5"](), "text"), (ms._word(2, min_df=1), "title")],
+        "wp5h40 + title words": lambda: [
+            (ms.FEATURES["wp5h40"](), "text"),
+            (ms._word(2, min_df=1), "title"),
+        ],
+        "wp5h40 + title prefixes": lambda: [(ms.FEATURES["wp5h40"](), "text"), (ms._prefix(5), "title")],
+    }
+    print(HEADER)
+    for name, make in variants.items():
+        proba = np.zeros((d.y.size, d.classes.size))
+        for train, test in d.folds():
+            blocks_train, blocks_test = [], []
+            for vectorizer, column in make():
+                blocks_train.append(vectorizer.fit_transform([columns[column][i] for i in train]))  # type: ignore[attr-defined]
+                blocks_test.append(vectorizer.transform([columns[column][i] for i in test]))  # type: ignore[attr-defined]
+            clf = ms.build_classifier(clf_spec, 3, d.seed).fit(sp.hstack(blocks_train).tocsr(), d.y[train])
+            proba[test] = d.proba(clf, sp.hstack(blocks_test).tocsr())
+        print(row(name, d.classes[proba.argmax(1)] == d.y, proba.max(1)), flush=True)
+
+
+def bagging(d: Data, clf_spec: str, variants: list[tuple[int, int]]) -> None:
+    probas = {v: np.zeros((d.y.size, d.classes.size)) for v in variants}
+    for train, test in d.folds():
+        vectorizer = ms.FEATURES["wp5h40"]()
+        x_train = vectorizer.fit_transform([d.texts[i] for i in train])
+        x_test = vectorizer.transform([d.texts[i] for i in test])
+        for inner, seeds in variants:
+            total = np.zeros((test.size, d.classes.size))
+            for s in range(seeds):
+                total += d.proba(
+                    ms.build_classifier(clf_spec, inner, d.seed * 100 + s).fit(x_train, d.y[train]), x_test
+                )
+            probas[(inner, seeds)][test] = total / seeds
+    print(HEADER)
+    for (inner, seeds), proba in probas.items():
+        print(d.report(f"{inner} inner folds x {seeds} seed(s)", proba))
+
+
+def _meta_features(proba: np.ndarray, words: np.ndarray) -> np.ndarray:
+    top = np.sort(proba, axis=1)[:, ::-1]
+    p1, p2 = top[:, 0], top[:, 1]
+    entropy = -np.sum(np.where(proba > 0, proba * np.log(np.clip(proba, 1e-12, 1)), 0.0), axis=1)
+    return np.column_stack(
+        [
+            p1,
+            p2,
+            p1 - p2,
+            np.log(np.clip(p1, 1e-6, 1)),
+            np.log(np.clip(p1 - p2, 1e-6, 1)),
+            entropy,
+            np.log1p(words),
+        ]
+    )
+
+
+def confidence_models(d: Data, clf_spec: str) -> None:
+    words = np.array([len(t.split()) for t in d.texts])
+    proba = np.zeros((d.y.size, d.classes.size))
+    conf = {k: np.zeros(d.y.size) for k in ("meta LR", "meta LR + predicted class", "meta gradient boosting")}
+    for train, test in d.folds():
+        vectorizer = ms.FEATURES["wp5h40"]()
+        x_train = vectorizer.fit_transform([d.texts[i] for i in train])
+        x_test = vectorizer.transform([d.texts[i] for i in test])
+        y_train = d.y[train]
+        inner = np.zeros((train.size, d.classes.size))  # out-of-fold within the training fold
+        scored = np.zeros(train.size, dtype=bool)
+        for fit_part, held in RareAlwaysTrainKFold(5, d.seed + 7).split(None, y_train):
+            clf = ms.build_classifier(clf_spec, 3, d.seed).fit(x_train[fit_part], y_train[fit_part])
+            inner[held] = d.proba(clf, x_train[held])
+            scored[held] = True
+        proba[test] = d.proba(ms.build_classifier(clf_spec, 3, d.seed).fit(x_train, y_train), x_test)
+        right = (d.classes[inner.argmax(1)] == y_train)[scored]
+        f_in, f_out = (
+            _meta_features(inner[scored], words[train][scored]),
+            _meta_features(proba[test], words[test]),
+        )
+        mu, sd = f_in.mean(0), f_in.std(0) + 1e-9
+        z_in, z_out = (f_in - mu) / sd, (f_out - mu) / sd
+        onehot_in = np.eye(d.classes.size)[inner[scored].argmax(1)]
+        onehot_out = np.eye(d.classes.size)[proba[test].argmax(1)]
+        lr = LogisticRegression(C=1.0, max_iter=2000).fit(z_in, right)
+        conf["meta LR"][test] = lr.predict_proba(z_out)[:, 1]
+        lr_cls = LogisticRegression(C=1.0, max_iter=2000).fit(np.hstack([z_in, onehot_in]), right)
+        conf["meta LR + predicted class"][test] = lr_cls.predict_proba(np.hstack([z_out, onehot_out]))[:, 1]
+        gb = HistGradientBoostingClassifier(
+            max_depth=3, learning_rate=0.05, max_iter=200, random_state=d.seed
+        )
+        gb.fit(np.hstack([f_in, inner[scored].argmax(1)[:, None]]), right)
+        conf["meta gradient boosting"][test] = gb.predict_proba(
+            np.hstack([f_out, proba[test].argmax(1)[:, None]])
+        )[:, 1]
+    print(HEADER)
+    print(d.report("calibrated top probability (chosen)", proba))
+    for name, values in conf.items():
+        print(d.report(name, proba, values))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("experiment", choices=["title", "bagging", "confidence"])
+    parser.add_argument(
+        "--data", type=Path, default=ms.DEFAULT_DATA, help="Endava tickets CSV (read in place)"
+    )
+    parser.add_argument("--label", default="category")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--classifier", default="svc_C0.3_iso")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    d = Data(args.data, args.label, args.seed)
+    print(
+        "`.venv/bin/python bench/model_experiments.py"
+        f" {args.experiment} --label {args.label} --seed {args.seed}`\n"
+    )
+    if args.experiment == "title":
+        title_blocks(d, args.classifier)
+    elif args.experiment == "bagging":
+        bagging(d, args.classifier, [(3, 1), (5, 1), (10, 1), (3, 3), (5, 3)])
+    else:
+        confidence_models(d, args.classifier)
+
+
+if __name__ == "__main__":
+    main()
