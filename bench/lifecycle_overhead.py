@@ -437,6 +437,7 @@ def role_batch(job: dict[str, Any]) -> dict[str, Any]:
     ids = job["ticket_ids"]
     started = time.perf_counter()
     res = build_resources(settings)
+    res.load_models()  # since 3f9dfe7 models load at first use: keep that off the clock, as before
     resources_s = time.perf_counter() - started
     meter = CpuMeter(job)
     meter.start()
