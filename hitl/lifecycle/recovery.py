@@ -35,8 +35,10 @@ default in Prefect 3.9, 30 at least). The checkpoint-timeouts sweeper, every min
    process of it ever ran: nothing can have happened twice); a checkpoint-timeouts run is set
    Crashed, since the next minute's sweep does its work anyway.
 
-Every recovery writes a `lifecycle.recovered` audit event. The decisions are pure functions
-(`orphaned`, `plan_recovery`), tested on their own; `sweep` only gathers the facts and acts.
+Every recovery of a ticket (step 2) writes a `lifecycle.recovered` audit event. Step 3 changes
+no ticket, only the run's Prefect state, whose message says who put it back and why. The decisions
+are pure functions (`orphaned`, `plan_recovery`, `stuck_pending`), tested on their own; `sweep`
+only gathers the facts and acts.
 """
 
 from __future__ import annotations
