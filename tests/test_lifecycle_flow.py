@@ -347,3 +347,51 @@ def test_tampered_audit_row_fails_verification(stack: Stack) -> None:
         )
     result = run_cli("audit", "verify")
     assert result.returncode == 1 and "audit chain broken at event" in result.stderr
+
+
+def test_a_claim_whose_worker_died_is_run_by_the_live_runner(stack: Stack) -> None:
+    """A ticket-lifecycle run left Pending (a worker claimed it and died before starting it) is put
+    back by the sweeper, and the served runner then runs it like any other: the ticket is decided
+    once and its run reaches its end."""
+    import time
+    from datetime import timedelta
+
+    from prefect import get_client
+    from prefect.states import Pending, Scheduled
+
+    from hitl.lifecycle import recovery
+    from hitl.store.orm import utcnow
+
+    stack.policy(triage=LENIENT, escalation=LENIENT, reply=LENIENT)
+    record = generate_tickets(count=1, seed=77)[0].model_copy(update={"external_id": "PENDING-1"})
+    [ticket_id] = ingest(stack.db, [record])
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("ticket-lifecycle/ticket-lifecycle")
+        later = Scheduled(scheduled_time=utcnow() + timedelta(hours=1))  # out of the runner's reach
+        run = client.create_flow_run_from_deployment(
+            deployment.id, parameters={"ticket_id": ticket_id}, state=later, tags=[f"ticket-{ticket_id}"]
+        )
+        assert client.set_flow_run_state(run.id, Pending()).status.value == "ACCEPT"
+    run_id = str(run.id)
+    time.sleep(3)  # the runner polls every second; nobody starts a claimed run
+    assert state_of(stack.api, run_id)[0] == "PENDING"
+
+    def no_starts(ticket_ids: Any) -> dict[int, str]:
+        raise AssertionError(f"no new lifecycle run should start: {ticket_ids}")
+
+    stuck = utcnow() + recovery.PENDING_LIMIT + timedelta(seconds=5)
+    # heartbeats None: this sweep must not judge the module's other (live) runs by a future clock
+    report = recovery.sweep(stack.db, heartbeat_frequency_s=None, now=stuck, start_runs=no_starts)
+    assert report.requeued == [run_id]
+
+    def reached_a_stop() -> str | None:
+        kind, name = state_of(stack.api, run_id)
+        assert kind not in ("FAILED", "CRASHED", "CANCELLED"), name
+        return name if kind in ("PAUSED", "COMPLETED") else None
+
+    wait_for(reached_a_stop, what=f"run {run_id} started by the runner")
+    with stack.db.session() as session:
+        triage = session.scalars(
+            select(Decision).where(Decision.ticket_id == ticket_id, Decision.checkpoint == "triage")
+        ).all()
+        assert len(triage) == 1 and triage[0].flow_run_id == run_id
