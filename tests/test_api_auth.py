@@ -135,7 +135,11 @@ def test_serve_set_up_notifications_through_the_protected_api(served: Served) ->
 
 def _cli(served: Served, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     """The real `hitl` entry point with only this server's environment (nothing from the session)."""
-    env = {**_clean_env(served.home), "PREFECT_API_URL": served.api, **extra}
+    return _cli_at(served.api, served.home, *args, **extra)
+
+
+def _cli_at(api: str, home: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**_clean_env(home), "PREFECT_API_URL": api, **extra}
     return subprocess.run(
         [sys.executable, "-m", "hitl.cli", *args],
         capture_output=True,
@@ -210,15 +214,7 @@ def test_a_failing_prefect_api_is_one_line() -> None:
 def test_an_unreachable_prefect_api_is_one_line(tmp_path: Path) -> None:
     """The real `hitl` entry point against a port nobody listens on: one line naming the address."""
     port = free_port()
-    env = {**_clean_env(tmp_path), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
-    done = subprocess.run(
-        [sys.executable, "-m", "hitl.cli", "lifecycle", "start", "1"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-        cwd=ROOT,
-    )
+    done = _cli_at(f"http://127.0.0.1:{port}/api", tmp_path, "lifecycle", "start", "1")
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.startswith(f"error: cannot reach the Prefect API at http://127.0.0.1:{port} (")

@@ -395,12 +395,8 @@ def pending_runs(client: Any) -> list[PendingRun]:
 
 def _unstick(client: Any, run: PendingRun) -> bool:
     """Put a dead claim back (see the module's docstring), unless its state moved since it was read."""
-    from prefect.client.schemas.responses import SetStateStatus
     from prefect.states import Crashed, Scheduled
 
-    current = client.read_flow_run(run.id)
-    if current.state is None or str(current.state.id) != run.state_id:
-        return False
     why = (
         f"Pending since {run.pending_since:%Y-%m-%d %H:%M:%S} UTC (more than "
         f"{PENDING_LIMIT.total_seconds():.0f} s) and never started: the worker that claimed it is gone."
@@ -409,24 +405,30 @@ def _unstick(client: Any, run: PendingRun) -> bool:
         state = Scheduled(scheduled_time=utcnow(), message=f"{why} Scheduled again by checkpoint-timeouts.")
     else:
         state = Crashed(message=f"{why} Marked Crashed by checkpoint-timeouts; the next sweep does its work.")
-    result = client.set_flow_run_state(run.id, state)
-    return bool(result.status == SetStateStatus.ACCEPT)
+    return _set_state_unless_moved(client, run.id, run.state_id, state)
 
 
 def _crash(client: Any, run: ActiveRun, stale: timedelta) -> bool:
     """Set an orphan Crashed, unless its state moved since it was read (it came back to life)."""
-    from prefect.client.schemas.responses import SetStateStatus
     from prefect.states import Crashed
 
-    current = client.read_flow_run(run.id)
-    if current.state is None or str(current.state.id) != run.state_id:
-        return False
     last = run.last_heartbeat or run.running_since
     message = (
         f"No heartbeat since {last:%Y-%m-%d %H:%M:%S} UTC (more than {stale.total_seconds():.0f} s): the "
         "process running this flow run is gone. Marked Crashed by checkpoint-timeouts."
     )
-    result = client.set_flow_run_state(run.id, Crashed(message=message))
+    return _set_state_unless_moved(client, run.id, run.state_id, Crashed(message=message))
+
+
+def _set_state_unless_moved(client: Any, run_id: str, state_id: str | None, state: Any) -> bool:
+    """Propose `state` only if the run is still in the state the sweep judged (`state_id`): a run
+    that moved meanwhile (started, beat, was resumed) is alive and left alone."""
+    from prefect.client.schemas.responses import SetStateStatus
+
+    current = client.read_flow_run(run_id)
+    if current.state is None or str(current.state.id) != state_id:
+        return False
+    result = client.set_flow_run_state(run_id, state)
     return bool(result.status == SetStateStatus.ACCEPT)
 
 
