@@ -85,6 +85,31 @@ def test_tampered_model_file_is_refused(
         load_model(row, models_dir)
 
 
+def test_model_file_with_a_type_outside_the_allow_list_is_refused(
+    database: Database, settings: Settings, demo_set: LabelledSet
+) -> None:
+    """A file whose SHA-256 matches its row (say, written by other code) but that carries a type
+    the registry does not allow, here a reference to os.system, is refused before anything in it
+    is built; the message names the type."""
+    import os
+
+    import skops.io
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from hitl.ml.registry import file_sha256
+
+    result = train(demo_set, "category", seed=0, cv_folds=0)
+    models_dir = settings.effective_models_dir
+    with database.session() as session:
+        row = service.register(session, models_dir, result, demo_set, "category")
+        path = models_dir / row.path
+        skops.io.dump(make_pipeline(FunctionTransformer(os.system), result.pipeline), path)
+        row.sha256 = file_sha256(path)
+    with pytest.raises(ModelIntegrityError, match=r"holds unexpected types \[.*system"):
+        load_model(row, models_dir)
+
+
 def test_promotion_retires_the_previous_active(
     database: Database, settings: Settings, demo_set: LabelledSet
 ) -> None:

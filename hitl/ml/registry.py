@@ -116,12 +116,17 @@ def load_model(row: ModelVersion | ModelRef, models_dir: Path) -> LoadedModel:
             f"{row.sha256[:12]}...; refusing to load a file that was changed after training"
         )
     import skops.io
+    from skops.io.exceptions import UntrustedTypesFoundException
 
-    untrusted = skops.io.get_untrusted_types(file=path)
-    unexpected = sorted(set(untrusted) - ALLOWED_TYPES)
-    if unexpected:
-        raise ModelIntegrityError(f"model {row.version}: file {path} holds unexpected types {unexpected}")
-    pipeline = skops.io.load(path, trusted=untrusted)
+    # One pass: skops audits the types against the allow-list while it loads (asking for the
+    # untrusted types first parsed the whole file twice; about 40 % of the load time).
+    try:
+        pipeline = skops.io.load(path, trusted=sorted(ALLOWED_TYPES))
+    except UntrustedTypesFoundException:
+        unexpected = sorted(set(skops.io.get_untrusted_types(file=path)) - ALLOWED_TYPES)
+        raise ModelIntegrityError(
+            f"model {row.version}: file {path} holds unexpected types {unexpected}"
+        ) from None
     classes = [str(c) for c in pipeline.classes_]
     if classes != list(row.classes):
         raise ModelIntegrityError(f"model {row.version}: classes in the file differ from the registry's")
