@@ -63,4 +63,3 @@ def stratified_gamma(
         )
     upper = np.where(wm > 0, np.minimum(upper, 1.0), 0.0)
     return np.clip(lower, 0.0, 1.0), upper
-
