@@ -45,6 +45,20 @@ def test_training_is_deterministic(demo_set: LabelledSet) -> None:
     np.testing.assert_array_equal(first.pipeline.predict_proba(texts), second.pipeline.predict_proba(texts))
 
 
+def test_a_trained_model_computes_its_features_in_float32(demo_set: LabelledSet) -> None:
+    """float32 features (the stored weights' type) predict what float64 features predict."""
+    result = train(demo_set, "category", seed=0, cv_folds=0)
+    texts = demo_set.texts[:200]
+    features = result.pipeline.named_steps["features"]
+    assert features.transform(texts).dtype == np.float32
+    in_float32 = result.pipeline.predict_proba(texts)
+    for _, vectorizer in features.transformer_list:
+        vectorizer.dtype = np.float64
+    in_float64 = result.pipeline.predict_proba(texts)
+    np.testing.assert_allclose(in_float32, in_float64, atol=1e-5)
+    np.testing.assert_array_equal(in_float32.argmax(axis=1), in_float64.argmax(axis=1))
+
+
 def test_register_load_and_prediction_schema(
     database: Database, settings: Settings, demo_set: LabelledSet
 ) -> None:
