@@ -12,6 +12,17 @@ rare classes pooled for the outer split, metrics over all out-of-fold prediction
   vector (top-1, top-2, their gap and logs, entropy, text length) and, in one variant, the predicted
   class. Coverage at an accuracy level depends only on how confidence *ranks* tickets, so this
   tests whether a better ranking than the calibrated top probability exists.
+* ``learners``: other linear learners on the same features (Crammer-Singer multi-class SVM, hinge
+  loss, ridge, logistic regression at C = 30, all isotonic-calibrated), small feature changes (word
+  1-3-grams, a head block of 25 or 60 characters, a 3-character prefix block) and, with ``--mlp``,
+  a one-hidden-layer perceptron (slow: about 9 minutes on category).
+* ``pruning``: confident-learning style cleaning of label noise: training tickets whose given label
+  gets a probability under a threshold in an inner out-of-fold prediction (while another label gets
+  more than 0.5) are dropped before the final fit.
+* ``training-size``: the product's own pipeline for the head (hitl/ml/pipelines.py) at 5, 10 and 20
+  outer folds, i.e. trained on 80, 90 and 95 % of the rows. The model `hitl train` ships is fitted
+  on all of them, so the larger K is the nearer estimate of what it does on new tickets; the
+  pipelines were chosen at 5 folds, not by this.
 
 Example::
 
@@ -34,15 +45,18 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
+from sklearn.calibration import CalibratedClassifierCV  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.linear_model import LogisticRegression, RidgeClassifier  # noqa: E402
 from sklearn.model_selection import StratifiedKFold  # noqa: E402
+from sklearn.neural_network import MLPClassifier  # noqa: E402
+from sklearn.svm import LinearSVC  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import model_selection as ms  # noqa: E402
 
 from hitl.ml.metrics import coverage_at_accuracy, expected_calibration_error  # noqa: E402
-from hitl.ml.pipelines import RareAlwaysTrainKFold  # noqa: E402
+from hitl.ml.pipelines import RareAlwaysTrainKFold, build_pipeline, spec_for_head  # noqa: E402
 
 LEVELS = (0.90, 0.95, 0.99)
 
@@ -69,9 +83,9 @@ class Data:
         self.classes = np.unique(self.y)
         self.seed = seed
 
-    def folds(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        outer = StratifiedKFold(5, shuffle=True, random_state=self.seed)
-        yield from outer.split(self.texts, ms.pooled_strata(self.y, 5))
+    def folds(self, k: int = 5) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        outer = StratifiedKFold(k, shuffle=True, random_state=self.seed)
+        yield from outer.split(self.texts, ms.pooled_strata(self.y, k))
 
     def proba(self, clf: object, x: sp.spmatrix) -> np.ndarray:
         full = np.zeros((x.shape[0], self.classes.size))
@@ -184,28 +198,139 @@ def confidence_models(d: Data, clf_spec: str) -> None:
         print(d.report(name, proba, values))
 
 
+def _isotonic(base: object, seed: int) -> CalibratedClassifierCV:
+    return CalibratedClassifierCV(base, method="isotonic", cv=RareAlwaysTrainKFold(3, seed), ensemble=True)
+
+
+def learners(d: Data, with_mlp: bool) -> None:
+    seed = d.seed
+    svc = lambda **kw: _isotonic(LinearSVC(C=0.3, random_state=seed, **kw), seed)  # noqa: E731
+    variants: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
+        "svc_C0.3_iso@wp5h40 (chosen)": (ms.FEATURES["wp5h40"], svc),
+        "Crammer-Singer SVM": (ms.FEATURES["wp5h40"], lambda: svc(multi_class="crammer_singer")),
+        "SVM, hinge loss": (ms.FEATURES["wp5h40"], lambda: svc(loss="hinge", max_iter=5000)),
+        "ridge": (ms.FEATURES["wp5h40"], lambda: _isotonic(RidgeClassifier(alpha=1.0), seed)),
+        "logistic regression C=30": (
+            ms.FEATURES["wp5h40"],
+            lambda: _isotonic(LogisticRegression(C=30, max_iter=3000), seed),
+        ),
+        "word 1-3-grams": (
+            lambda: ms._union(("word", ms._word(3)), ("prefix", ms._prefix(5)), ("head", ms._head(40))),
+            svc,
+        ),
+        "head 25 chars": (
+            lambda: ms._union(("word", ms._word(2)), ("prefix", ms._prefix(5)), ("head", ms._head(25))),
+            svc,
+        ),
+        "head 60 chars": (
+            lambda: ms._union(("word", ms._word(2)), ("prefix", ms._prefix(5)), ("head", ms._head(60))),
+            svc,
+        ),
+        "+ 3-char prefixes": (
+            lambda: ms._union(
+                ("word", ms._word(2)),
+                ("prefix", ms._prefix(5)),
+                ("head", ms._head(40)),
+                ("p3", ms._prefix(3, 1)),
+            ),
+            svc,
+        ),
+    }
+    if with_mlp:
+        variants["MLP, 256 hidden, uncalibrated"] = (
+            ms.FEATURES["wp5h40"],
+            lambda: MLPClassifier((256,), alpha=1e-3, max_iter=20, random_state=seed),
+        )
+    print(HEADER)
+    for name, (features, classifier) in variants.items():
+        proba = np.zeros((d.y.size, d.classes.size))
+        for train, test in d.folds():
+            vectorizer = features()
+            x_train = vectorizer.fit_transform([d.texts[i] for i in train])  # type: ignore[attr-defined]
+            x_test = vectorizer.transform([d.texts[i] for i in test])  # type: ignore[attr-defined]
+            proba[test] = d.proba(classifier().fit(x_train, d.y[train]), x_test)  # type: ignore[attr-defined]
+        print(d.report(name, proba), flush=True)
+
+
+def pruning(d: Data, thresholds: list[float]) -> None:
+    probas = {t: np.zeros((d.y.size, d.classes.size)) for t in [0.0, *thresholds]}
+    dropped = {t: 0 for t in thresholds}
+    for train, test in d.folds():
+        vectorizer = ms.FEATURES["wp5h40"]()
+        x_train = vectorizer.fit_transform([d.texts[i] for i in train])
+        x_test = vectorizer.transform([d.texts[i] for i in test])
+        y_train = d.y[train]
+
+        def fit(keep: np.ndarray, x: sp.spmatrix = x_train, y: np.ndarray = y_train) -> object:
+            return _isotonic(LinearSVC(C=0.3, random_state=d.seed), d.seed).fit(x[keep], y[keep])
+
+        inner = np.zeros((train.size, d.classes.size))
+        scored = np.zeros(train.size, dtype=bool)
+        for fit_part, held in RareAlwaysTrainKFold(5, d.seed + 1).split(None, y_train):
+            inner[held] = d.proba(fit(fit_part), x_train[held])
+            scored[held] = True
+        given = inner[np.arange(train.size), np.searchsorted(d.classes, y_train)]
+        probas[0.0][test] = d.proba(fit(np.arange(train.size)), x_test)
+        for t in thresholds:
+            keep = ~(scored & (given < t) & (inner.max(1) > 0.5))
+            for label in np.unique(y_train[~keep]):  # never drop a class entirely
+                if not keep[y_train == label].any():
+                    keep[y_train == label] = True
+            dropped[t] += int((~keep).sum())
+            probas[t][test] = d.proba(fit(np.flatnonzero(keep)), x_test)
+    print(HEADER)
+    print(d.report("no pruning (chosen)", probas[0.0]))
+    for t in thresholds:
+        print(d.report(f"drop if given label < {t} ({dropped[t] / 5:.0f} per fold)", probas[t]))
+
+
+def training_size(d: Data, head: str, ks: list[int]) -> None:
+    print(HEADER)
+    for k in ks:
+        proba = np.zeros((d.y.size, d.classes.size))
+        for train, test in d.folds(k):
+            pipeline = build_pipeline(spec_for_head(head), d.seed).fit(
+                [d.texts[i] for i in train], d.y[train]
+            )
+            full = np.zeros((test.size, d.classes.size))
+            full[:, np.searchsorted(d.classes, pipeline.classes_)] = pipeline.predict_proba(
+                [d.texts[i] for i in test]
+            )
+            proba[test] = full
+        print(d.report(f"{k} folds (trained on {100 - 100 // k} %)", proba), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("experiment", choices=["title", "bagging", "confidence"])
+    parser.add_argument(
+        "experiment", choices=["title", "bagging", "confidence", "learners", "pruning", "training-size"]
+    )
     parser.add_argument(
         "--data", type=Path, default=ms.DEFAULT_DATA, help="Endava tickets CSV (read in place)"
     )
     parser.add_argument("--label", default="category")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--classifier", default="svc_C0.3_iso")
+    parser.add_argument("--mlp", action="store_true", help="learners: add the (slow) perceptron")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     d = Data(args.data, args.label, args.seed)
     print(
         "`.venv/bin/python bench/model_experiments.py"
-        f" {args.experiment} --label {args.label} --seed {args.seed}`\n"
+        f" {args.experiment} --label {args.label} --seed {args.seed}{' --mlp' if args.mlp else ''}`\n"
     )
     if args.experiment == "title":
         title_blocks(d, args.classifier)
     elif args.experiment == "bagging":
         bagging(d, args.classifier, [(3, 1), (5, 1), (10, 1), (3, 3), (5, 3)])
-    else:
+    elif args.experiment == "confidence":
         confidence_models(d, args.classifier)
+    elif args.experiment == "learners":
+        learners(d, args.mlp)
+    elif args.experiment == "pruning":
+        pruning(d, [0.05, 0.1, 0.2])
+    else:
+        training_size(d, args.label, [5, 10, 20])
 
 
 if __name__ == "__main__":
