@@ -95,6 +95,7 @@ def test_model_errors_are_one_line(settings: Settings, tmp_path: Path) -> None:
     write_batch(data, generate_tickets(count=30, seed=1))
     cases = [
         (("predict", "--text", "hello"), "no active model"),
+        (("predict", "--text", "  "), "--text is empty"),
         (
             ("evaluate", "--data", str(data), "--mapping", "canonical", "--label", "category"),
             "no active model",

@@ -104,14 +104,15 @@ def predict(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """What the active models say about a text: label, confidence, top-3, model version."""
+    from hitl.ml.registry import ModelError
     from hitl.ml.service import load_active_models
 
+    if not text.strip():  # a model would answer with its class priors, which looks like a verdict
+        raise ModelError("--text is empty: give the ticket's subject and body")
     settings = get_settings()
     with get_database(settings).session() as session:
         loaded = load_active_models(session, settings.effective_models_dir, head or None)
     if not loaded:
-        from hitl.ml.registry import ModelError
-
         raise ModelError("no active model: train one with `hitl train ... --activate`")
     predictions = [m.predict([text])[0] for m in loaded]
     if json_output:
