@@ -19,6 +19,10 @@ rare classes pooled for the outer split, metrics over all out-of-fold prediction
 * ``pruning``: confident-learning style cleaning of label noise: training tickets whose given label
   gets a probability under a threshold in an inner out-of-fold prediction (while another label gets
   more than 0.5) are dropped before the final fit.
+* ``recalibration``: a last one-dimensional map of the top probability (the confidence), fitted
+  on inner out-of-fold predictions of the training fold and applied to the outer fold: a
+  logistic map of logit(confidence) and the product's isotonic map (hitl/ml/confidence.py). Printed
+  with the ECE of each outer fold, because a held-out set is the size of one fold.
 * ``training-size``: the product's own pipeline for the head (hitl/ml/pipelines.py) at 5, 10 and 20
   outer folds, i.e. trained on 80, 90 and 95 % of the rows. The model `hitl train` ships is fitted
   on all of them, so the larger K is the nearer estimate of what it does on new tickets; the
@@ -55,6 +59,7 @@ from sklearn.svm import LinearSVC  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import model_selection as ms  # noqa: E402
 
+from hitl.ml.confidence import ConfidenceMap  # noqa: E402
 from hitl.ml.metrics import coverage_at_accuracy, expected_calibration_error  # noqa: E402
 from hitl.ml.pipelines import RareAlwaysTrainKFold, build_pipeline, spec_for_head  # noqa: E402
 
@@ -284,6 +289,55 @@ def pruning(d: Data, thresholds: list[float]) -> None:
         print(d.report(f"drop if given label < {t} ({dropped[t] / 5:.0f} per fold)", probas[t]))
 
 
+def recalibration(d: Data, head: str) -> None:
+    def fit_predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        pipeline = build_pipeline(spec_for_head(head), d.seed).fit([d.texts[i] for i in train], d.y[train])
+        full = np.zeros((test.size, d.classes.size))
+        full[:, np.searchsorted(d.classes, pipeline.classes_)] = pipeline.predict_proba(
+            [d.texts[i] for i in test]
+        )
+        return full
+
+    def logit(p: np.ndarray) -> np.ndarray:
+        p = np.clip(p, 1e-6, 1 - 1e-6)
+        return np.log(p / (1 - p))[:, None]
+
+    names = ("none", "logistic map of logit(confidence)", "isotonic map (hitl/ml/confidence.py)")
+    confidence = {n: np.zeros(d.y.size) for n in names}
+    correct = np.zeros(d.y.size, dtype=bool)
+    per_fold: dict[str, list[float]] = {n: [] for n in names}
+    for train, test in d.folds():
+        inner_conf, inner_right = np.zeros(train.size), np.zeros(train.size, dtype=bool)
+        scored = np.zeros(train.size, dtype=bool)
+        for fit_part, held in RareAlwaysTrainKFold(5, d.seed + 11).split(None, d.y[train]):
+            proba = fit_predict(train[fit_part], train[held])
+            inner_conf[held] = proba.max(1)
+            inner_right[held] = d.classes[proba.argmax(1)] == d.y[train][held]
+            scored[held] = True
+        proba = fit_predict(train, test)
+        right = d.classes[proba.argmax(1)] == d.y[test]
+        logistic = LogisticRegression(C=100.0).fit(logit(inner_conf[scored]), inner_right[scored])
+        mapping = ConfidenceMap.fit(inner_conf[scored], inner_right[scored])
+        raw = proba.max(1)
+        outs = {
+            names[0]: raw,
+            names[1]: logistic.predict_proba(logit(raw))[:, 1],
+            names[2]: mapping.apply(proba).max(1) if mapping else raw,
+        }
+        correct[test] = right
+        for name, values in outs.items():
+            confidence[name][test] = values
+            per_fold[name].append(expected_calibration_error(values, right))
+    print("| variant | accuracy | ECE | cov@0.90 | cov@0.95 | cov@0.99 | ECE per outer fold | mean |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in names:
+        folds = per_fold[name]
+        print(
+            row(name, correct, confidence[name])
+            + f" {' '.join(f'{e:.4f}' for e in folds)} | {np.mean(folds):.4f} |"
+        )
+
+
 def training_size(d: Data, head: str, ks: list[int]) -> None:
     print(HEADER)
     for k in ks:
@@ -303,7 +357,8 @@ def training_size(d: Data, head: str, ks: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "experiment", choices=["title", "bagging", "confidence", "learners", "pruning", "training-size"]
+        "experiment",
+        choices=["title", "bagging", "confidence", "learners", "pruning", "recalibration", "training-size"],
     )
     parser.add_argument(
         "--data", type=Path, default=ms.DEFAULT_DATA, help="Endava tickets CSV (read in place)"
@@ -329,6 +384,8 @@ def main() -> None:
         learners(d, args.mlp)
     elif args.experiment == "pruning":
         pruning(d, [0.05, 0.1, 0.2])
+    elif args.experiment == "recalibration":
+        recalibration(d, args.label)
     else:
         training_size(d, args.label, [5, 10, 20])
 

@@ -81,6 +81,34 @@ def test_register_load_and_prediction_schema(
     assert prediction.confidence == probabilities[0]
 
 
+def test_the_confidence_map_is_registered_and_applied_at_every_load(
+    database: Database, settings: Settings, demo_set: LabelledSet
+) -> None:
+    """Fitted on the out-of-fold predictions, stored with the version, applied by the loaded model
+    (so triage, `hitl predict` and `hitl evaluate` all see the same confidence); a version trained
+    without CV has none and predicts what its pipeline says."""
+    from hitl.ml.confidence import ConfidenceMap
+
+    texts = [*demo_set.texts[:100], "help please", "printer vpn password outlook", "it is broken again"]
+    with_cv = train(demo_set, "category", seed=0, cv_folds=3)
+    assert with_cv.confidence_map is not None
+    without_cv = train(demo_set, "category", seed=0, cv_folds=0)
+    assert without_cv.confidence_map is None
+    models_dir = settings.effective_models_dir
+    with database.session() as session:
+        mapped_row = service.register(session, models_dir, with_cv, demo_set, "category")
+        plain_row = service.register(session, models_dir, without_cv, demo_set, "category")
+        stored = ConfidenceMap.model_validate(mapped_row.params["confidence_map"])
+        assert stored == with_cv.confidence_map and plain_row.params["confidence_map"] is None
+        mapped, plain = load_model(mapped_row, models_dir), load_model(plain_row, models_dir)
+    raw = mapped.pipeline.predict_proba(texts)
+    np.testing.assert_allclose(mapped.predict_proba(texts), stored.apply(raw))
+    assert np.abs(mapped.predict_proba(texts) - raw).max() > 0.01  # the vague texts moved
+    np.testing.assert_allclose(plain.predict_proba(texts), plain.pipeline.predict_proba(texts))
+    [prediction] = mapped.predict(texts[:1])
+    assert prediction.confidence == round(float(stored.apply(raw[:1]).max()), 6)
+
+
 def test_tampered_model_file_is_refused(
     database: Database, settings: Settings, demo_set: LabelledSet
 ) -> None:

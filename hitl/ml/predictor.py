@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from hitl.ml.confidence import ConfidenceMap
+
 
 class Alternative(BaseModel):
     label: str
@@ -33,10 +35,12 @@ class LoadedModel:
     head: str
     pipeline: Any
     classes: list[str]
+    confidence_map: ConfidenceMap | None = None  # the registry's; None: the pipeline's own
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities in the order of `classes` (the registry's order, checked at load)."""
-        return np.asarray(self.pipeline.predict_proba(list(texts)), dtype=float)
+        proba = np.asarray(self.pipeline.predict_proba(list(texts)), dtype=float)
+        return self.confidence_map.apply(proba) if self.confidence_map else proba
 
     def predict(self, texts: Sequence[str], top: int = 3) -> list[Prediction]:
         if not texts:

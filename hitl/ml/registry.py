@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hitl.errors import HitlError
+from hitl.ml.confidence import ConfidenceMap
 from hitl.ml.predictor import LoadedModel
 from hitl.store.orm import ModelVersion, utcnow
 
@@ -84,10 +85,21 @@ class ModelRef:
     path: str
     sha256: str
     classes: tuple[str, ...]
+    confidence_map: ConfidenceMap | None = None
 
     @classmethod
     def of(cls, row: ModelVersion) -> ModelRef:
-        return cls(row.version, row.head, row.path, row.sha256, tuple(str(c) for c in row.classes))
+        return cls(
+            row.version, row.head, row.path, row.sha256, tuple(str(c) for c in row.classes), stored_map(row)
+        )
+
+
+def stored_map(row: ModelVersion | ModelRef) -> ConfidenceMap | None:
+    """The confidence map a version was registered with (versions from before it have none)."""
+    if isinstance(row, ModelRef):
+        return row.confidence_map
+    stored = (row.params or {}).get("confidence_map")
+    return ConfidenceMap.model_validate(stored) if stored else None
 
 
 _loaded: dict[tuple[Path, str, str], LoadedModel] = {}
@@ -130,7 +142,9 @@ def load_model(row: ModelVersion | ModelRef, models_dir: Path) -> LoadedModel:
     classes = [str(c) for c in pipeline.classes_]
     if classes != list(row.classes):
         raise ModelIntegrityError(f"model {row.version}: classes in the file differ from the registry's")
-    return LoadedModel(version=row.version, head=row.head, pipeline=pipeline, classes=classes)
+    return LoadedModel(
+        version=row.version, head=row.head, pipeline=pipeline, classes=classes, confidence_map=stored_map(row)
+    )
 
 
 def get_version(session: Session, head: str | None, ref: str) -> ModelVersion:

@@ -67,7 +67,10 @@ def register(
             "cv_reliability": [asdict(b) for b in result.cv_reliability],
             "training_seconds": round(result.seconds, 2),
         },
-        params=result.spec.model_dump(mode="json"),
+        params={
+            **result.spec.model_dump(mode="json"),
+            "confidence_map": result.confidence_map.model_dump() if result.confidence_map else None,
+        },
         trained_by=trained_by or _whoami(),
         created_at=created,
     )

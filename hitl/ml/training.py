@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
+from hitl.ml.confidence import ConfidenceMap, cross_fitted
 from hitl.ml.dataset import LabelledSet
 from hitl.ml.metrics import EvaluationMetrics, ReliabilityBin, classification_report, reliability_bins
 from hitl.ml.pipelines import PipelineSpec, build_pipeline, portable, spec_for_head
@@ -44,6 +45,7 @@ class TrainingResult:
     cv_metrics: EvaluationMetrics | None = None
     cv_reliability: list[ReliabilityBin] = field(default_factory=list)
     seconds: float = 0.0
+    confidence_map: ConfidenceMap | None = None  # fitted on the out-of-fold predictions (CV only)
 
 
 def _aligned_proba(pipeline: Any, texts: Sequence[str], classes: list[str]) -> np.ndarray:
@@ -78,12 +80,17 @@ def train(
     spec = spec or spec_for_head(head)
     result_metrics: EvaluationMetrics | None = None
     bins: list[ReliabilityBin] = []
+    confidence_map: ConfidenceMap | None = None
     if cv_folds >= 2:
         classes = sorted(set(data.labels))
-        proba = out_of_fold_proba(data, spec, cv_folds, seed)
-        predicted = np.asarray(classes)[proba.argmax(axis=1)]
+        raw = out_of_fold_proba(data, spec, cv_folds, seed)
+        predicted = np.asarray(classes)[raw.argmax(axis=1)]
+        correct = predicted == np.asarray(data.labels)
+        # the final model's map sees every out-of-fold prediction; the metrics use cross-fitted maps
+        confidence_map = ConfidenceMap.fit(raw.max(axis=1), correct)
+        proba = cross_fitted(raw, np.asarray(data.labels), classes, cv_folds, seed) if confidence_map else raw
         result_metrics = classification_report(data.labels, predicted, proba, classes)
-        bins = reliability_bins(proba.max(axis=1), predicted == np.asarray(data.labels))
+        bins = reliability_bins(proba.max(axis=1), correct)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class")
         pipeline = portable(build_pipeline(spec, seed).fit(data.texts, data.labels))
@@ -94,6 +101,7 @@ def train(
         cv_metrics=result_metrics,
         cv_reliability=bins,
         seconds=time.perf_counter() - started,
+        confidence_map=confidence_map,
     )
 
 
