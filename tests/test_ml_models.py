@@ -13,7 +13,7 @@ from hitl.demo import generate_tickets, write_batch
 from hitl.ingestion import pipeline as ingestion
 from hitl.ml import service
 from hitl.ml.dataset import LabelledSet, apply_reviews, load_labelled
-from hitl.ml.metrics import expected_calibration_error
+from hitl.ml.metrics import coverage_at_accuracy, expected_calibration_error
 from hitl.ml.pipelines import spec_for_head
 from hitl.ml.registry import ModelError, ModelIntegrityError, get_version, load_model
 from hitl.ml.training import out_of_fold_proba, train
@@ -94,6 +94,15 @@ def test_the_confidence_map_is_registered_and_applied_at_every_load(
     assert with_cv.confidence_map is not None
     without_cv = train(demo_set, "category", seed=0, cv_folds=0)
     assert without_cv.confidence_map is None
+    # stored CV figures: ECE after cross-fitted maps, coverage in the unmapped order (one model's)
+    raw = out_of_fold_proba(demo_set, spec_for_head("category"), 3, 0)
+    classes = np.asarray(sorted(set(demo_set.labels)))
+    correct = classes[raw.argmax(axis=1)] == np.asarray(demo_set.labels)
+    assert with_cv.cv_metrics is not None
+    assert with_cv.cv_metrics.coverage_at_accuracy == {
+        k: round(v, 4) for k, v in coverage_at_accuracy(raw.max(axis=1), correct).items()
+    }
+    assert with_cv.cv_metrics.ece != round(expected_calibration_error(raw.max(axis=1), correct), 4)
     models_dir = settings.effective_models_dir
     with database.session() as session:
         mapped_row = service.register(session, models_dir, with_cv, demo_set, "category")
