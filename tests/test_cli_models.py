@@ -88,6 +88,11 @@ def test_train_evaluate_predict_and_promote(settings: Settings, tmp_path: Path, 
     assert promoted.returncode == 0 and f"{new_version} is now the active category model" in promoted.stdout
     listed = {m["version"]: m["status"] for m in json.loads(run_cli("models", "list", "--json").stdout)}
     assert listed == {report["version"]: "retired", new_version: "active"}
+    table = run_cli("models", "list", env={"COLUMNS": "200"}).stdout
+    header = next(line for line in table.splitlines() if "status" in line)
+    assert "accuracy (cv)" in header and "ECE (cv)" in header and "coverage at 95 % (cv)" in header
+    row = next(line for line in table.splitlines() if report["version"] in line)
+    assert f"{report['cv']['coverage_at_accuracy']['0.95']}" in row.split("│")[-2]
 
 
 def test_model_errors_are_one_line(settings: Settings, tmp_path: Path) -> None:

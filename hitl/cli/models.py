@@ -162,7 +162,7 @@ def models_list(
         return
     table(
         f"{len(rows)} model version(s)",
-        ["version", "head", "status", "n", "accuracy (cv)", "ECE (cv)"],
+        ["version", "head", "status", "n", "accuracy (cv)", "ECE (cv)", "coverage at 95 % (cv)"],
         [
             [
                 r["version"],
@@ -171,6 +171,8 @@ def models_list(
                 r["n_train"],
                 (r["cv"] or {}).get("accuracy"),
                 (r["cv"] or {}).get("ece"),
+                # the share a checkpoint could automate at 95 % accuracy: what promotion is about
+                ((r["cv"] or {}).get("coverage_at_accuracy") or {}).get("0.95"),
             ]
             for r in rows
         ],
