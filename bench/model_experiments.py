@@ -92,8 +92,8 @@ class Data:
         outer = StratifiedKFold(k, shuffle=True, random_state=self.seed)
         yield from outer.split(self.texts, ms.pooled_strata(self.y, k))
 
-    def proba(self, clf: object, x: sp.spmatrix) -> np.ndarray:
-        full = np.zeros((x.shape[0], self.classes.size))
+    def proba(self, clf: object, x: sp.spmatrix | list[str]) -> np.ndarray:
+        full = np.zeros((len(x) if isinstance(x, list) else x.shape[0], self.classes.size))
         full[:, np.searchsorted(self.classes, clf.classes_)] = clf.predict_proba(x)  # type: ignore[attr-defined]
         return full
 
@@ -289,15 +289,13 @@ def pruning(d: Data, thresholds: list[float]) -> None:
         print(d.report(f"drop if given label < {t} ({dropped[t] / 5:.0f} per fold)", probas[t]))
 
 
-def recalibration(d: Data, head: str) -> None:
-    def fit_predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        pipeline = build_pipeline(spec_for_head(head), d.seed).fit([d.texts[i] for i in train], d.y[train])
-        full = np.zeros((test.size, d.classes.size))
-        full[:, np.searchsorted(d.classes, pipeline.classes_)] = pipeline.predict_proba(
-            [d.texts[i] for i in test]
-        )
-        return full
+def _product_proba(d: Data, head: str, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """The product's pipeline for the head (hitl/ml/pipelines.py) fitted on `train`, on `test`."""
+    pipeline = build_pipeline(spec_for_head(head), d.seed).fit([d.texts[i] for i in train], d.y[train])
+    return d.proba(pipeline, [d.texts[i] for i in test])
 
+
+def recalibration(d: Data, head: str) -> None:
     def logit(p: np.ndarray) -> np.ndarray:
         p = np.clip(p, 1e-6, 1 - 1e-6)
         return np.log(p / (1 - p))[:, None]
@@ -310,11 +308,11 @@ def recalibration(d: Data, head: str) -> None:
         inner_conf, inner_right = np.zeros(train.size), np.zeros(train.size, dtype=bool)
         scored = np.zeros(train.size, dtype=bool)
         for fit_part, held in RareAlwaysTrainKFold(5, d.seed + 11).split(None, d.y[train]):
-            proba = fit_predict(train[fit_part], train[held])
+            proba = _product_proba(d, head, train[fit_part], train[held])
             inner_conf[held] = proba.max(1)
             inner_right[held] = d.classes[proba.argmax(1)] == d.y[train][held]
             scored[held] = True
-        proba = fit_predict(train, test)
+        proba = _product_proba(d, head, train, test)
         right = d.classes[proba.argmax(1)] == d.y[test]
         logistic = LogisticRegression(C=100.0).fit(logit(inner_conf[scored]), inner_right[scored])
         mapping = ConfidenceMap.fit(inner_conf[scored], inner_right[scored])
@@ -343,14 +341,7 @@ def training_size(d: Data, head: str, ks: list[int]) -> None:
     for k in ks:
         proba = np.zeros((d.y.size, d.classes.size))
         for train, test in d.folds(k):
-            pipeline = build_pipeline(spec_for_head(head), d.seed).fit(
-                [d.texts[i] for i in train], d.y[train]
-            )
-            full = np.zeros((test.size, d.classes.size))
-            full[:, np.searchsorted(d.classes, pipeline.classes_)] = pipeline.predict_proba(
-                [d.texts[i] for i in test]
-            )
-            proba[test] = full
+            proba[test] = _product_proba(d, head, train, test)
         print(d.report(f"{k} folds (trained on {100 - 100 // k} %)", proba), flush=True)
 
 

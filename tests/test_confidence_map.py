@@ -62,11 +62,9 @@ def test_no_map_without_evidence_for_one() -> None:
 
 def test_cross_fitted_maps_never_use_a_ticket_for_its_own_confidence() -> None:
     proba, correct = _underconfident(1000, 3)
-    classes = ["a", "b", "c"]
-    labels = np.where(correct, "a", "b")
-    once = cross_fitted(proba, labels, classes, folds=5, seed=0)
-    flipped = labels.copy()
-    flipped[0] = "b" if labels[0] == "a" else "a"  # change only ticket 0's outcome
-    again = cross_fitted(proba, flipped, classes, folds=5, seed=0)
+    once = cross_fitted(proba, correct, folds=5, seed=0)
+    flipped = correct.copy()
+    flipped[0] = not correct[0]  # change only ticket 0's outcome
+    again = cross_fitted(proba, flipped, folds=5, seed=0)
     np.testing.assert_array_equal(once[0], again[0])
     assert not np.array_equal(once, again)

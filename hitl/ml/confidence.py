@@ -73,14 +73,13 @@ class ConfidenceMap(BaseModel):
         return out
 
 
-def cross_fitted(
-    proba: np.ndarray, labels: np.ndarray, classes: list[str], folds: int, seed: int
-) -> np.ndarray:
+def cross_fitted(proba: np.ndarray, correct: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """Out-of-fold probabilities recalibrated without any ticket fitting its own map: the map for
-    each part is fitted on the other parts, so the metrics stored with a version stay honest."""
+    each part is fitted on the other parts (`correct`: whether each row's top label is right), so
+    the metrics stored with a version stay honest."""
     from sklearn.model_selection import KFold
 
-    correct = np.asarray(classes)[proba.argmax(axis=1)] == np.asarray(labels)
+    correct = np.asarray(correct, dtype=bool)
     out = proba.copy()
     splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
     for fit_part, apply_part in splitter.split(proba):

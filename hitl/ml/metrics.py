@@ -179,8 +179,11 @@ def classification_report(
     proba: Any,
     classes: Sequence[Any],
     levels: Sequence[float] = DEFAULT_LEVELS,
+    ranking: Any = None,
 ) -> EvaluationMetrics:
-    """All the figures for one decision head; confidence is the largest predicted probability."""
+    """All the figures for one decision head; confidence is the largest predicted probability.
+    Coverage depends only on the order of the tickets: `ranking` gives another confidence to
+    order them by (default: the same largest probability)."""
     yt = np.asarray(y_true).reshape(-1)
     yp = np.asarray(y_pred).reshape(-1)
     p = np.asarray(proba, dtype=float)
@@ -194,5 +197,7 @@ def classification_report(
         macro_f1=macro_f1(yt, yp),
         ece=expected_calibration_error(confidence, correct),
         brier=brier_score(p, classes, yt),
-        coverage_at_accuracy=coverage_at_accuracy(confidence, correct, levels),
+        coverage_at_accuracy=coverage_at_accuracy(
+            confidence if ranking is None else np.asarray(ranking, dtype=float), correct, levels
+        ),
     )

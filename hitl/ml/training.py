@@ -20,13 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from hitl.ml.confidence import ConfidenceMap, cross_fitted
 from hitl.ml.dataset import LabelledSet
-from hitl.ml.metrics import (
-    EvaluationMetrics,
-    ReliabilityBin,
-    classification_report,
-    coverage_at_accuracy,
-    reliability_bins,
-)
+from hitl.ml.metrics import EvaluationMetrics, ReliabilityBin, classification_report, reliability_bins
 from hitl.ml.pipelines import PipelineSpec, build_pipeline, portable, spec_for_head
 from hitl.ml.predictor import LoadedModel
 
@@ -94,15 +88,11 @@ def train(
         correct = predicted == np.asarray(data.labels)
         # the final model's map sees every out-of-fold prediction; the metrics use cross-fitted maps
         confidence_map = ConfidenceMap.fit(raw.max(axis=1), correct)
-        proba = cross_fitted(raw, np.asarray(data.labels), classes, cv_folds, seed) if confidence_map else raw
-        result_metrics = classification_report(data.labels, predicted, proba, classes)
+        proba = cross_fitted(raw, correct, cv_folds, seed) if confidence_map else raw
         # Coverage depends only on the order of the confidences, which one model's map keeps; the
-        # five cross-fitted maps would reorder tickets between parts, so it is taken before them.
-        result_metrics = EvaluationMetrics.model_validate(
-            {
-                **result_metrics.model_dump(),
-                "coverage_at_accuracy": coverage_at_accuracy(raw.max(axis=1), correct),
-            }
+        # five cross-fitted maps would reorder tickets between parts, so it is ranked before them.
+        result_metrics = classification_report(
+            data.labels, predicted, proba, classes, ranking=raw.max(axis=1)
         )
         bins = reliability_bins(proba.max(axis=1), correct)
     with warnings.catch_warnings():
