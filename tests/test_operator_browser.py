@@ -150,7 +150,8 @@ def open_resume_form(page: Page, name: str) -> Locator:
     with step(page, name, "open the Resume form"):
         page.get_by_role("button", name="Open menu").first.click()
         page.get_by_role("menuitem", name="Resume", exact=True).click()
-        dialog = page.get_by_role("dialog")
+        # by name: a select's popover is a role="dialog" too, and may linger in the page closed
+        dialog = page.get_by_role("dialog", name="Resume Flow Run")
         expect(dialog.get_by_text("Resume Flow Run")).to_be_visible(timeout=UI_TIMEOUT)
         expect(dialog.get_by_role("button", name="Select Decision")).to_be_visible(timeout=UI_TIMEOUT)
         return dialog
