@@ -222,6 +222,19 @@ def test_auto_ticket_completes_and_audit_sample_waits(stack: Stack) -> None:
     queue = json.loads(run_cli("queue", "--json").stdout)
     item = next(i for i in queue if i["ticket_id"] == ticket_id)
     assert item["flow_run_id"] == audit_run and item["checkpoint"] == "triage" and item["deadline"]
+    shown = run_cli("queue", env={"COLUMNS": "80"})  # the table keeps the short run id whole
+    assert shown.returncode == 0 and f"│ {audit_run[:8]} │" in shown.stdout, shown.stdout
+    answered = run_cli("resume", audit_run[:8], "--decision", "approve", "--reviewer", "alice")
+    assert answered.returncode == 0, answered.stderr
+    assert f"resumed {audit_run}: approve by alice" in answered.stdout
+
+    def reviewed() -> Review | None:
+        with stack.db.session() as session:
+            return session.execute(
+                select(Review).where(Review.ticket_id == ticket_id, Review.reviewer == "alice")
+            ).scalar()
+
+    wait_for(reviewed, timeout=120, what="the review given with the short run id")
 
 
 def test_timeout_marks_overdue_and_executes_nothing(stack: Stack) -> None:

@@ -11,11 +11,16 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from hitl.errors import ConfigError
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# No console markup or emoji codes: table cells and messages carry ticket subjects, quarantined raw
+# rows, file names and remote error texts, and rich would read "[link=...]", "[black on black]" or
+# ":warning:" in them as formatting (and stop with a traceback on a stray "[/x]"). Every string is
+# printed literally; what the product itself styles is built from rich objects, not markup.
+out = Console(soft_wrap=True, markup=False, emoji=False)
+err = Console(stderr=True, soft_wrap=True, markup=False, emoji=False)
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 
 
@@ -23,12 +28,19 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, default=str, ensure_ascii=False) + "\n")
 
 
-def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+def table(title: str, columns: list[str], rows: list[list[Any]], whole: frozenset[str] = frozenset()) -> None:
+    """Cells are plain text (a rich `Text` passes as it is, e.g. to carry a terminal link). `whole`
+    columns never wrap: an id an operator copies must stay on one line; the others fold instead."""
+    cells = [[v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in row] for row in rows]
     view = Table(title=title, show_lines=False)
-    for column in columns:
-        view.add_column(column, overflow="fold")
-    for row in rows:
-        view.add_row(*("" if v is None else str(v) for v in row))
+    for index, column in enumerate(columns):
+        if column in whole:
+            widest = max([len(column), *(row[index].cell_len for row in cells)])
+            view.add_column(column, no_wrap=True, min_width=widest)
+        else:
+            view.add_column(column, overflow="fold")
+    for row in cells:
+        view.add_row(*row)
     out.print(view)
 
 

@@ -69,7 +69,7 @@ def _run_ingestion(
     path, url = preflight(target, mapping, source, move_processed)
     columns = (
         SpinnerColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # a file name, literally
         TextColumn("{task.completed} records"),
         TimeElapsedColumn(),
     )

@@ -7,6 +7,8 @@ import os
 from typing import Any
 
 import typer
+from rich.style import Style
+from rich.text import Text
 
 from hitl.cli.common import JSON_OPTION, out, print_json, table
 from hitl.errors import HitlError
@@ -44,7 +46,7 @@ def queue(json_output: bool = JSON_OPTION) -> None:
         return
     table(
         f"{len(items)} checkpoint(s) waiting",
-        ["deadline", "ticket", "client", "checkpoint", "AI", "conf", "waiting", "flow run"],
+        ["deadline", "ticket", "client", "checkpoint", "AI", "conf", "waiting", "run"],
         [
             [
                 f"{i.deadline:%m-%d %H:%M}",
@@ -54,16 +56,37 @@ def queue(json_output: bool = JSON_OPTION) -> None:
                 (i.ai_value or "")[:30],
                 "" if i.confidence is None else f"{i.confidence:.2f}",
                 f"{i.waiting_minutes:.0f} min",
-                i.ui_link or i.flow_run_id or "(no run: start `hitl serve`)",
+                _run_cell(i.flow_run_id, i.ui_link),
             ]
             for i in items
         ],
+        whole=frozenset({"run"}),
     )
+    if any(i.flow_run_id for i in items):
+        base = ui_url()
+        full = f"the Prefect UI ({base}: Runs, state Suspended) and" if base else ""
+        out.print(
+            f"run: the first {SHORT_ID} characters of the flow run id, enough for `hitl resume <run>"
+            f" --decision ... --reviewer NAME`; {full} `hitl queue --json` give the full ids and links"
+        )
+
+
+SHORT_ID = 8
+
+
+def _run_cell(flow_run_id: str | None, link: str | None) -> Text | str:
+    """Short enough to keep the table readable in 80 columns, and enough for `hitl resume`; where
+    the terminal supports links, a click opens the run's form in the Prefect UI."""
+    if not flow_run_id:
+        return "(no run: start `hitl serve`)"
+    return Text(flow_run_id[:SHORT_ID], style=Style(link=link) if link else "")
 
 
 @app.command()
 def resume(
-    flow_run_id: str = typer.Argument(..., help="The waiting flow run (see `hitl queue`)."),
+    flow_run_id: str = typer.Argument(
+        ..., help="The waiting flow run: its id, or its first 8+ characters (see `hitl queue`)."
+    ),
     decision: str = typer.Option(..., help="approve, override, reject or escalate."),
     value: str | None = typer.Option(None, help="Corrected value of the checkpoint's main field."),
     set_field: list[str] | None = typer.Option(
@@ -75,10 +98,11 @@ def resume(
 ) -> None:
     """Answer a waiting checkpoint, exactly as the UI form does (and checked the same way)."""
     from hitl.checkpoints import check_review
-    from hitl.lifecycle.queue import waiting_view
+    from hitl.lifecycle.queue import resolve_waiting_run, waiting_view
 
     settings = get_settings()
     with get_database(settings).session() as session:
+        flow_run_id = resolve_waiting_run(session, flow_run_id)
         view = waiting_view(session, settings, flow_run_id)
     answer: dict[str, Any] = {s.field: s.ai_value for s in view.suggestions}
     answer.update(

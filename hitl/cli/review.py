@@ -16,7 +16,6 @@ from pathlib import Path
 
 import typer
 from pydantic import ValidationError
-from rich.markup import escape
 
 from hitl.cli.common import JSON_OPTION, out, print_json, status, table
 from hitl.cli.decisions import parse_moment
@@ -114,7 +113,7 @@ def review_thresholds(
         ["group", "action", "threshold", "error (bound / target)", "automation", "reviewed"],
         [
             [
-                escape(group_key(r.checkpoint, r.label, r.client)),  # labels come from data
+                group_key(r.checkpoint, r.label, r.client),  # labels come from data: printed literally
                 r.action.value,
                 f"{r.current:g} -> {r.recommended:g}",
                 f"{_pct(r.estimated_error)} ({_pct(r.error_upper_bound)} / {_pct(r.target_error)})",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel
@@ -67,6 +68,38 @@ def approval_queue(session: Session, ui_url: str | None) -> list[QueueItem]:
             sla_deadline=ticket.created_at + timedelta(hours=sla_hours),
         )
     return sorted(items.values(), key=lambda i: (i.deadline, i.ticket_id))
+
+
+MIN_PREFIX = 8
+
+
+def resolve_waiting_run(session: Session, reference: str) -> str:
+    """The full id of the waiting run that `reference` names: the id itself, or a prefix of at least
+    MIN_PREFIX characters that names exactly one waiting run (what `hitl queue` prints)."""
+    reference = reference.strip().lower()
+    if len(reference) >= 36:
+        return reference
+    if len(reference) < MIN_PREFIX or not re.fullmatch(r"[0-9a-f-]+", reference):
+        raise HitlError(
+            f"{reference!r} is not a flow run id: give the id or its first {MIN_PREFIX} or more characters"
+            " (see `hitl queue`)"
+        )
+    found = sorted(
+        set(
+            session.execute(
+                select(Decision.flow_run_id).where(
+                    Decision.status == "waiting", Decision.flow_run_id.startswith(reference, autoescape=True)
+                )
+            ).scalars()
+        )
+    )
+    if not found:
+        raise HitlError(f"no run waiting at a checkpoint starts with {reference} (see `hitl queue`)")
+    if len(found) > 1:
+        raise HitlError(
+            f"{reference} names {len(found)} waiting runs ({', '.join(found)}): give more characters"
+        )
+    return found[0]
 
 
 def waiting_view(session: Session, settings: Settings, flow_run_id: str) -> CheckpointView:
