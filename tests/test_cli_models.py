@@ -93,6 +93,8 @@ def test_train_evaluate_predict_and_promote(settings: Settings, tmp_path: Path, 
     assert "accuracy (cv)" in header and "ECE (cv)" in header and "coverage at 95 % (cv)" in header
     row = next(line for line in table.splitlines() if report["version"] in line)
     assert f"{report['cv']['coverage_at_accuracy']['0.95']}" in row.split("│")[-2]
+    narrow = run_cli("models", "list", env={"COLUMNS": "80"}).stdout  # a version is copied: never folded
+    assert all(f"│ {v} " in narrow for v in listed), narrow
 
 
 def test_model_errors_are_one_line(settings: Settings, tmp_path: Path) -> None:

@@ -176,6 +176,7 @@ def models_list(
             ]
             for r in rows
         ],
+        whole=frozenset({"version"}),  # what `hitl models activate` and `hitl evaluate --model` take
     )
 
 
