@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from hitl.ingestion import pipeline
 from hitl.settings import Settings
@@ -200,3 +200,33 @@ def test_batch_boundaries_do_not_change_counts(database: Database, tmp_path: Pat
         "quarantined": 1,
     }
     assert count(database, Client) == 3
+
+
+def test_a_large_import_refreshes_the_planner_statistics(database: Database, tmp_path: Path) -> None:
+    """PostgreSQL's statistics follow a new source as it grows (refreshed at 2,000 rows, then
+    4,000): with statistics of an empty table, the upsert's batch lookup cost more with every batch
+    (hitl/store/tickets.py, PlannerStatistics: 51 s against 14 s for 50,000 rows)."""
+    rows = "".join(f"BIG-{i:05d},Acme,subject {i},body {i},,low,1,x\n" for i in range(5_000))
+    (tmp_path / "big.csv").write_text(CANONICAL_HEADER + rows)
+    run_id = pipeline.open_run(database, "big", "canonical", "big.csv", None)
+    ctx = pipeline.IngestionContext(
+        db=database, mapping=load_mapping("canonical"), source="big", run_id=run_id, default_client="x"
+    )
+    result, _ = pipeline.ingest_file(ctx, tmp_path / "big.csv", False)
+    assert result.stats.inserted == 5_000
+    if database.dialect != "postgresql":
+        assert ctx._statistics is not None and ctx._statistics.refreshed == 0  # nothing to do elsewhere
+        return
+    assert ctx._statistics is not None and ctx._statistics.refreshed == 2
+    with database.session() as session:  # what the planner now believes: the 4,000 rows of the last refresh
+        believed = session.execute(
+            text("SELECT reltuples FROM pg_class WHERE oid = 'tickets'::regclass")
+        ).scalar_one()
+    assert believed == 4_000
+    more = "".join(f"BIG-{i:05d},Acme,subject {i},body {i},,low,1,x\n" for i in range(5_000, 6_000))
+    (tmp_path / "more.csv").write_text(CANONICAL_HEADER + more)
+    again = pipeline.IngestionContext(
+        db=database, mapping=load_mapping("canonical"), source="big", run_id=run_id, default_client="x"
+    )
+    pipeline.ingest_file(again, tmp_path / "more.csv", False)
+    assert again._statistics is not None and again._statistics.refreshed == 0  # 1,000 more of 5,000: no need

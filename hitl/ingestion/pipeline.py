@@ -23,7 +23,7 @@ from hitl.store import runs as run_store
 from hitl.store.clients import ensure_clients
 from hitl.store.db import Database
 from hitl.store.orm import utcnow
-from hitl.store.tickets import PreparedTicket, upsert_tickets
+from hitl.store.tickets import PlannerStatistics, PreparedTicket, upsert_tickets
 from policies.mappings import ColumnMapping
 
 ProgressCallback = Callable[[str, int], None]
@@ -42,6 +42,7 @@ class IngestionContext:
     batch_size: int = 500
     progress: ProgressCallback | None = None
     _client_ids: dict[str, int] = field(default_factory=dict)
+    _statistics: PlannerStatistics | None = None
 
 
 @dataclass
@@ -143,6 +144,11 @@ def _store_batch(
             new_ids.extend(result.new_ids)
         run_store.quarantine(session, ctx.run_id, ctx.source, bad)
         run_store.add_to_run(session, ctx.run_id, stats)
+    if stats.inserted:
+        if ctx._statistics is None:
+            ctx._statistics = PlannerStatistics(ctx.source)
+        with ctx.db.session() as session:  # after the batch's commit: ANALYZE sees its rows
+            ctx._statistics.note(session, stats.inserted)
     outcome.stats = outcome.stats.add(stats)
     outcome.new_ids.extend(new_ids)
     stamps = [r.updated_at for r in good if r.updated_at is not None]

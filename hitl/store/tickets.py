@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, and_, case, func, insert, literal, select, update
+from sqlalchemy import Insert, and_, case, func, insert, literal, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -144,6 +144,45 @@ def upsert_tickets(
         else:
             result.unchanged += 1
     return result
+
+
+ANALYZE_MIN_ROWS = 2_000
+
+
+@dataclass
+class PlannerStatistics:
+    """Keeps PostgreSQL's statistics on `tickets` in step with a large import.
+
+    The upsert looks each batch up by (source, external_id). While the statistics still describe a
+    smaller table, or know nothing of a new source, the planner reads that lookup as "all rows of
+    the source, filtered", so every batch costs more than the one before: 50,000 Endava rows into an
+    empty database took 51.3 s, 39.5 s of them in that lookup (batches of 500 took 182 ms on average
+    in the first fifth of the file, 867 ms in the last). Autovacuum analyses the table only after
+    the fact. So the import refreshes the statistics itself whenever it has written as many of the
+    source's rows as the statistics last saw (and at least ANALYZE_MIN_ROWS): a few ANALYZEs per
+    run, each a bounded sample; the same import then took 13.7 s (1.1 s in the lookup). SQLite
+    needs nothing: `note` does nothing there."""
+
+    source: str
+    basis: int | None = None  # the source's rows when the statistics were last refreshed
+    since: int = 0  # rows inserted since then
+    refreshed: int = 0
+
+    def note(self, session: Session, inserted: int) -> bool:
+        """Call after each committed batch; True when it refreshed the statistics."""
+        if not inserted or session.get_bind().dialect.name != "postgresql":
+            return False
+        if self.basis is None:
+            stored = session.execute(select(func.count()).where(Ticket.source == self.source)).scalar_one()
+            self.basis = stored - inserted
+        self.since += inserted
+        if self.since < max(ANALYZE_MIN_ROWS, self.basis):
+            return False
+        session.execute(text("ANALYZE tickets"))
+        self.basis += self.since
+        self.since = 0
+        self.refreshed += 1
+        return True
 
 
 def _existing_hashes(session: Session, source: str, external_ids: list[str]) -> dict[str, tuple[int, str]]:
