@@ -152,8 +152,11 @@ def render_description(view: CheckpointView) -> str:
 
 
 def is_valid_text(value: Any) -> bool:
-    """False for text (or text inside lists and dicts) that cannot be encoded as UTF-8."""
+    """False for text (or text inside lists and dicts) that cannot be encoded as UTF-8, or that holds
+    a NUL character, which PostgreSQL's text columns refuse (ingestion quarantines it too)."""
     if isinstance(value, str):
+        if "\x00" in value:
+            return False
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
@@ -169,8 +172,8 @@ def is_valid_text(value: Any) -> bool:
 def check_review(view: CheckpointView, submitted: dict[str, Any]) -> Verdict | list[str]:
     """The verdict, or the problems that stop it from being recorded (each says what to do)."""
     broken = sorted(k for k, v in submitted.items() if not is_valid_text(v))
-    if broken:  # no database stores lone surrogates faithfully: refuse them, do not crash on them
-        return [f"{', '.join(map(str, broken))}: not valid Unicode text (a broken character); type it again"]
+    if broken:  # no database stores lone surrogates (nor PostgreSQL a NUL): refuse, do not crash
+        return [f"{', '.join(map(str, broken))}: not valid text (a broken or NUL character); type it again"]
     problems: list[str] = []
     action = submitted.get("decision")
     reviewer = str(submitted.get("reviewer") or "").strip()

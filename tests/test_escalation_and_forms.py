@@ -158,9 +158,11 @@ def test_consistent_override_and_four_eyes() -> None:
         {"decision": "approve", "reviewer": "eve\ud800"},
         {"decision": "approve", "reviewer": "eve", "comment": "ok \udcff"},
         {"decision": "approve", "reviewer": "eve", "extra": ["fine", {"k": "\ud83d"}]},
+        {"decision": "approve", "reviewer": "\x00"},  # PostgreSQL's text refuses NUL: a refusal, not a crash
+        {"decision": "override", "reviewer": "eve", "category": "mail\x00box", "reason_code": "other"},
     ],
 )
 def test_broken_unicode_in_an_answer_is_refused_with_one_problem(answer: dict[str, object]) -> None:
     problems = check_review(view(), answer)
-    assert isinstance(problems, list) and len(problems) == 1 and "not valid Unicode" in problems[0]
+    assert isinstance(problems, list) and len(problems) == 1 and "not valid text" in problems[0]
     assert isinstance(check_review(view(), {"decision": "approve", "reviewer": "ève 😀"}), Verdict)
