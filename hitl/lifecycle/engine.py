@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer
 
 from hitl.audit import NewEvent, append_event, append_events
@@ -24,6 +24,7 @@ from hitl.lifecycle import proposals
 from hitl.lifecycle.effects import apply_checkpoint, apply_in_session
 from hitl.lifecycle.resources import LifecycleResources
 from hitl.ml.predictor import Alternative
+from hitl.store.bulk import insert_returning_ids
 from hitl.store.orm import AuditEvent, Client, Decision, Review, Ticket, utcnow
 from hitl.store.policies import current_policy
 from policies.checkpoint_policy import CHECKPOINTS, PolicyDocument, Route, audit_draw, route_decision
@@ -174,12 +175,7 @@ def propose_and_route(
     # One multi-row INSERT and one chain append for the whole batch: per-row flushes and appends
     # were most of the batch path's time (bench/ingestion_throughput.py). Core, not the ORM's
     # bulk insert: its RETURNING bookkeeping cost more than the rows themselves.
-    table = Decision.__table__
-    ids = (
-        session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
-        .scalars()
-        .all()
-    )
+    ids = insert_returning_ids(session, Decision.__table__, rows)  # type: ignore[arg-type]
     append_events(
         session,
         [
