@@ -32,6 +32,10 @@ rare classes pooled for the outer split, metrics over all out-of-fold prediction
   the log-probabilities chosen for accuracy on four fifths of the out-of-fold predictions and
   applied to the fifth (the big classes 4 and 5 of category trade errors; does shifting the border
   between them pay?).
+* ``auxiliary``: the head's product pipeline mixed with what a second head's pipeline implies for
+  it (``--auxiliary business_service`` for category: the finer label's probabilities times the
+  training fold's business_service -> category table), both fitted on the same training fold, at
+  fixed weights and at a weight chosen on the other four folds.
 
 Example::
 
@@ -401,6 +405,49 @@ def views(d: Data, head: str) -> None:
     print(d.report("product + per-class accuracy bias", shifted / shifted.sum(1, keepdims=True)))
 
 
+def auxiliary(d: Data, head: str, aux_label: str, path: Path) -> None:
+    frame = pd.read_csv(path)
+    aux = frame[frame[head].notna()][aux_label].astype(str).to_numpy()
+    aux_classes = np.unique(aux)
+    main = np.zeros((d.y.size, d.classes.size))
+    implied = np.zeros_like(main)
+    folds = list(d.folds())
+    for train, test in folds:
+        main[test] = _product_proba(d, head, train, test)
+        pipeline = build_pipeline(spec_for_head(aux_label), d.seed).fit(
+            [d.texts[i] for i in train], aux[train]
+        )
+        aux_proba = np.zeros((test.size, aux_classes.size))
+        aux_proba[:, np.searchsorted(aux_classes, pipeline.classes_)] = pipeline.predict_proba(
+            [d.texts[i] for i in test]
+        )
+        table = np.full((aux_classes.size, d.classes.size), 0.01)  # smoothed counts, training fold only
+        np.add.at(
+            table, (np.searchsorted(aux_classes, aux[train]), np.searchsorted(d.classes, d.y[train])), 1
+        )
+        implied[test] = aux_proba @ (table / table.sum(1, keepdims=True))
+    print(HEADER)
+    print(d.report(f"{head} alone (product pipeline)", main))
+    for weight in (0.9, 0.8, 0.7):
+        print(
+            d.report(
+                f"{weight} {head} + {1 - weight:.1f} implied by {aux_label}",
+                weight * main + (1 - weight) * implied,
+            )
+        )
+    truth = np.searchsorted(d.classes, d.y)
+    nested, chosen = np.zeros_like(main), []
+    grid = np.linspace(0.5, 1.0, 11)
+    for train, test in folds:
+        accuracy = [
+            ((w * main[train] + (1 - w) * implied[train]).argmax(1) == truth[train]).mean() for w in grid
+        ]
+        weight = float(grid[int(np.argmax(accuracy))])
+        chosen.append(f"{weight:.2f}")
+        nested[test] = weight * main[test] + (1 - weight) * implied[test]
+    print(d.report(f"weight chosen on the other four folds ({', '.join(chosen)})", nested))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -414,6 +461,7 @@ def main() -> None:
             "recalibration",
             "training-size",
             "views",
+            "auxiliary",
         ],
     )
     parser.add_argument(
@@ -423,12 +471,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--classifier", default="svc_C0.3_iso")
     parser.add_argument("--mlp", action="store_true", help="learners: add the (slow) perceptron")
+    parser.add_argument("--auxiliary", default="business_service", help="auxiliary: the second head's label")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     d = Data(args.data, args.label, args.seed)
     print(
         "`.venv/bin/python bench/model_experiments.py"
-        f" {args.experiment} --label {args.label} --seed {args.seed}{' --mlp' if args.mlp else ''}`\n"
+        f" {args.experiment} --label {args.label} --seed {args.seed}{' --mlp' if args.mlp else ''}"
+        f"{' --auxiliary ' + args.auxiliary if args.experiment == 'auxiliary' else ''}`\n"
     )
     if args.experiment == "title":
         title_blocks(d, args.classifier)
@@ -444,6 +494,8 @@ def main() -> None:
         recalibration(d, args.label)
     elif args.experiment == "views":
         views(d, args.label)
+    elif args.experiment == "auxiliary":
+        auxiliary(d, args.label, args.auxiliary, args.data)
     else:
         training_size(d, args.label, [5, 10, 20])
 
