@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from hitl.ml import service
 from hitl.ml.dataset import LabelledSet, apply_reviews, load_labelled
+from hitl.ml.pipelines import spec_for_head
 from hitl.ml.plots import reliability_png
 from hitl.ml.report import TrainReport, metrics_rows, train_markdown
 from hitl.ml.training import TrainingResult, train
@@ -22,7 +23,8 @@ from policies.mappings import load_mapping
 @task(name="load-training-data", cache_policy=NO_CACHE)
 def load_data(data: str, mapping: str, label: str, head: str, include_reviews: bool) -> LabelledSet:
     settings = get_settings()
-    dataset = load_labelled(Path(data), load_mapping(mapping, settings.mappings_dir), label)
+    helper = spec_for_head(head).auxiliary_label  # read too when the mapping has it (hitl/ml/auxiliary.py)
+    dataset = load_labelled(Path(data), load_mapping(mapping, settings.mappings_dir), label, auxiliary=helper)
     if include_reviews:
         with get_database(settings).session() as session:
             dataset = apply_reviews(dataset, session, head)

@@ -33,6 +33,10 @@ class LabelledSet:
     texts: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     keys: list[tuple[str, str]] = field(default_factory=list)
+    # a second label of the same tickets (None where a ticket has none), for a head that a finer
+    # label helps (hitl/ml/auxiliary.py); None when not asked for or not in the data
+    auxiliary: list[str | None] | None = None
+    auxiliary_label: str | None = None
     description: str = ""
     skipped_invalid: int = 0
     skipped_unlabelled: int = 0
@@ -44,12 +48,18 @@ class LabelledSet:
     def content_hash(self) -> str:
         """SHA-256 over (text, label) pairs in order: the registry's training-data fingerprint."""
         digest = hashlib.sha256()
-        for text, label in zip(self.texts, self.labels, strict=True):
+        for i, (text, label) in enumerate(zip(self.texts, self.labels, strict=True)):
             digest.update(text.encode("utf-8", "surrogateescape"))
             digest.update(b"\x1f")
             digest.update(label.encode("utf-8"))
+            if self.auxiliary is not None:  # the model learnt from it too
+                digest.update(b"\x1f" + (self.auxiliary[i] or "").encode("utf-8"))
             digest.update(b"\x1e")
         return digest.hexdigest()
+
+    def has_auxiliary(self) -> bool:
+        """Enough of the auxiliary label to learn from: two values at least."""
+        return self.auxiliary is not None and len({a for a in self.auxiliary if a}) >= 2
 
 
 def label_of(record: TicketRecord, label: str) -> str | None:
@@ -75,12 +85,23 @@ def resolve_label(mapping: ColumnMapping, label: str) -> str:
     raise ConfigError(f"mapping {mapping.name!r} has no label {label!r} (known: {', '.join(known)})")
 
 
-def load_labelled(path: Path, mapping: ColumnMapping, label: str, source: str | None = None) -> LabelledSet:
-    """Every valid, labelled record of the file; invalid and unlabelled rows are counted, not used."""
+def load_labelled(
+    path: Path, mapping: ColumnMapping, label: str, source: str | None = None, auxiliary: str | None = None
+) -> LabelledSet:
+    """Every valid, labelled record of the file; invalid and unlabelled rows are counted, not used.
+    `auxiliary` names a second label to read alongside, when the mapping has it (else ignored)."""
     check_file(path, mapping.required_columns)
     field_name = resolve_label(mapping, label)
     source_name = source or mapping.source
     data = LabelledSet(description=f"{path} (mapping {mapping.name}, label {field_name})")
+    aux_name = None
+    if auxiliary and auxiliary != field_name:
+        try:
+            aux_name = resolve_label(mapping, auxiliary)
+        except ConfigError:
+            aux_name = None
+    if aux_name:
+        data.auxiliary, data.auxiliary_label = [], aux_name
     for raw in iter_file(path):
         result = validate_record(raw, mapping, "unassigned")
         if isinstance(result, str):
@@ -93,6 +114,9 @@ def load_labelled(path: Path, mapping: ColumnMapping, label: str, source: str | 
         data.texts.append(ticket_text(result.subject, result.body))
         data.labels.append(value.strip())
         data.keys.append((source_name, result.external_id))
+        if data.auxiliary is not None and aux_name:
+            aux_value = label_of(result, aux_name)
+            data.auxiliary.append(aux_value.strip() if aux_value and aux_value.strip() else None)
     if not data.labels:
         raise ConfigError(f"{path}: no valid record has a {field_name!r} label")
     return data
@@ -115,6 +139,8 @@ def apply_reviews(data: LabelledSet, session: Session, head: str) -> LabelledSet
         texts=list(data.texts),
         labels=list(data.labels),
         keys=list(data.keys),
+        auxiliary=None if data.auxiliary is None else list(data.auxiliary),
+        auxiliary_label=data.auxiliary_label,
         description=data.description + f" + {len(latest)} reviewed",
         skipped_invalid=data.skipped_invalid,
         skipped_unlabelled=data.skipped_unlabelled,
@@ -127,5 +153,7 @@ def apply_reviews(data: LabelledSet, session: Session, head: str) -> LabelledSet
             out.texts.append(text)
             out.labels.append(final_value)
             out.keys.append(key)
+            if out.auxiliary is not None:  # a ticket only the store knows: its auxiliary label is unknown
+                out.auxiliary.append(None)
     out.from_reviews = len(latest)
     return out

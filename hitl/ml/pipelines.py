@@ -39,11 +39,19 @@ class PipelineSpec(BaseModel):
     calibration: Literal["none", "sigmoid", "isotonic", "isotonic+temperature"] = "isotonic"
     calibration_folds: int = 3
     calibration_ensemble: bool = True  # one calibrated SVM per inner fold, averaged (measured better)
+    # a finer label of the same tickets whose model helps this head (hitl/ml/auxiliary.py); used only
+    # when the training data has it, and then recorded with the version
+    auxiliary_label: str | None = None
+    auxiliary_weight: float = 0.8
+    auxiliary_calibration: Literal["sigmoid", "isotonic", "isotonic+temperature"] = "isotonic"
 
 
 DEFAULT_SPEC = PipelineSpec()
 # Many classes, few tickets each: averaging an isotonic and a temperature-scaled SVM halves the ECE.
-HEAD_SPECS: dict[str, PipelineSpec] = {"business_service": PipelineSpec(calibration="isotonic+temperature")}
+HEAD_SPECS: dict[str, PipelineSpec] = {
+    "business_service": PipelineSpec(calibration="isotonic+temperature"),
+    "category": PipelineSpec(auxiliary_label="business_service"),
+}
 
 
 def spec_for_head(head: str) -> PipelineSpec:
@@ -155,16 +163,30 @@ def build_pipeline(spec: PipelineSpec, seed: int = 0) -> Pipeline:
             ensemble=spec.calibration_ensemble,
         )
 
-    classifier: Any
-    if spec.calibration == "none":
-        classifier = base()
-    elif spec.calibration == "isotonic+temperature":
-        classifier = VotingClassifier(
-            [("isotonic", calibrated("isotonic")), ("temperature", calibrated("temperature"))], voting="soft"
-        )
-    else:
-        classifier = calibrated(spec.calibration)
+    def classifier_for(calibration: str) -> Any:
+        if calibration == "none":
+            return base()
+        if calibration == "isotonic+temperature":
+            return VotingClassifier(
+                [("isotonic", calibrated("isotonic")), ("temperature", calibrated("temperature"))],
+                voting="soft",
+            )
+        return calibrated(calibration)
+
+    classifier = classifier_for(spec.calibration)
+    if spec.auxiliary_label:
+        from hitl.ml.auxiliary import AuxiliaryMix
+
+        helper = classifier_for(spec.auxiliary_calibration)
+        classifier = AuxiliaryMix(classifier, helper, weight=spec.auxiliary_weight)
     return Pipeline([("features", _features(spec)), ("classifier", classifier)])
+
+
+def fit_pipeline(pipeline: Pipeline, texts: Any, labels: Any, auxiliary: Any = None) -> Pipeline:
+    """Fit, handing the auxiliary labels to the classifier that needs them."""
+    if pipeline.named_steps["classifier"].__class__.__name__ == "AuxiliaryMix":
+        return pipeline.fit(texts, labels, classifier__auxiliary_labels=auxiliary)
+    return pipeline.fit(texts, labels)
 
 
 def portable(pipeline: Pipeline) -> Pipeline:
@@ -175,10 +197,17 @@ def portable(pipeline: Pipeline) -> Pipeline:
     for _, vectorizer in pipeline.named_steps["features"].transformer_list:
         vectorizer.dtype = np.float32
     classifier = pipeline.named_steps["classifier"]
+    # an AuxiliaryMix holds two classifiers, fitted (main_, auxiliary_) and as given (main, auxiliary)
+    tops = [classifier, *(getattr(classifier, a, None) for a in ("main_", "auxiliary_", "main", "auxiliary"))]
     members = [
-        classifier,
-        *getattr(classifier, "estimators_", []),
-        *(e for _, e in getattr(classifier, "estimators", [])),
+        member
+        for top in tops
+        if top is not None
+        for member in (
+            top,
+            *getattr(top, "estimators_", []),
+            *(e for _, e in getattr(top, "estimators", [])),
+        )
     ]
     for member in members:
         if isinstance(member, CalibratedClassifierCV):

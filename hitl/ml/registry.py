@@ -27,6 +27,7 @@ from hitl.store.orm import ModelVersion, utcnow
 ALLOWED_TYPES = frozenset(
     {
         "builtins.dict",
+        "hitl.ml.auxiliary.AuxiliaryMix",  # our own class: two sklearn classifiers, a table, a weight
         "numpy.dtype",
         "numpy.float64",
         "numpy.int64",

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from hitl.ml.confidence import ConfidenceMap, cross_fitted
 from hitl.ml.dataset import LabelledSet
 from hitl.ml.metrics import EvaluationMetrics, ReliabilityBin, classification_report, reliability_bins
-from hitl.ml.pipelines import PipelineSpec, build_pipeline, portable, spec_for_head
+from hitl.ml.pipelines import PipelineSpec, build_pipeline, fit_pipeline, portable, spec_for_head
 from hitl.ml.predictor import LoadedModel
 
 
@@ -59,17 +59,33 @@ def _aligned_proba(pipeline: Any, texts: Sequence[str], classes: list[str]) -> n
 
 
 def out_of_fold_proba(data: LabelledSet, spec: PipelineSpec, folds: int, seed: int) -> np.ndarray:
+    spec = effective_spec(spec, data)
     classes = sorted(set(data.labels))
     labels = np.asarray(data.labels)
     texts = np.asarray(data.texts, dtype=object)
+    given = data.auxiliary if data.auxiliary is not None else [None] * len(labels)
+    auxiliary = np.asarray(given, dtype=object)
     proba = np.zeros((len(labels), len(classes)))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class")
         for train_idx, test_idx in splitter.split(texts, labels):
-            model = build_pipeline(spec, seed).fit(list(texts[train_idx]), labels[train_idx])
+            model = fit_pipeline(
+                build_pipeline(spec, seed),
+                list(texts[train_idx]),
+                labels[train_idx],
+                list(auxiliary[train_idx]),
+            )
             proba[test_idx] = _aligned_proba(model, list(texts[test_idx]), classes)
     return proba
+
+
+def effective_spec(spec: PipelineSpec, data: LabelledSet) -> PipelineSpec:
+    """The spec as it can be trained on this data: without its auxiliary label when the data lacks
+    it (the demo tickets, another mapping), so the registry records what was really fitted."""
+    if spec.auxiliary_label and not (data.auxiliary_label == spec.auxiliary_label and data.has_auxiliary()):
+        return spec.model_copy(update={"auxiliary_label": None})
+    return spec
 
 
 def train(
@@ -77,7 +93,7 @@ def train(
 ) -> TrainingResult:
     """Fit the head's pipeline on all data; with `cv_folds` >= 2, also measure it out of fold."""
     started = time.perf_counter()
-    spec = spec or spec_for_head(head)
+    spec = effective_spec(spec or spec_for_head(head), data)
     result_metrics: EvaluationMetrics | None = None
     bins: list[ReliabilityBin] = []
     confidence_map: ConfidenceMap | None = None
@@ -97,7 +113,7 @@ def train(
         bins = reliability_bins(proba.max(axis=1), correct)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class")
-        pipeline = portable(build_pipeline(spec, seed).fit(data.texts, data.labels))
+        pipeline = portable(fit_pipeline(build_pipeline(spec, seed), data.texts, data.labels, data.auxiliary))
     return TrainingResult(
         pipeline=pipeline,
         classes=[str(c) for c in pipeline.classes_],
