@@ -178,7 +178,8 @@ def submit_and_see_resumed(page: Page, dialog: Locator) -> None:
 
     Seen once in CI on a loaded machine: the dialog stayed open, no toast was left to read. Waiting
     for the resume request itself says which side failed: no request at all (the click was lost:
-    clicked once more), or the server's refusal, whose body goes into the failure message. The
+    clicked once more), a busy server (503: clicked once more), or the server's refusal, whose body
+    goes into the failure message. The
     last field is left with Tab first, so the form's state holds what was typed."""
     page.keyboard.press("Tab")
     for attempt in (1, 2):
@@ -190,6 +191,10 @@ def submit_and_see_resumed(page: Page, dialog: Locator) -> None:
                 raise AssertionError("clicking Resume twice sent no resume request") from None
             continue
         response = answer.value
+        if response.status == 503 and attempt == 1:
+            # Prefect's server says "Service Unavailable" when its own database is busy (seen once in
+            # a clean-clone CI run): nothing was resumed, and an operator clicks Resume again.
+            continue
         assert response.ok, f"the server refused the resume: HTTP {response.status} {response.text()[:500]}"
         break
     expect(page.get_by_text("Flow run resumed")).to_be_visible(timeout=UI_TIMEOUT)
