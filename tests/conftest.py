@@ -27,6 +27,17 @@ from hitl.store import db as db_module
 from .support import IN_CI, PG_URL, free_port
 
 
+# ---------------------------------------------------------------- labelled demo tickets
+@pytest.fixture(scope="module")
+def demo_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """400 generated tickets with every label (category, business_service, ...), one file per module."""
+    from hitl.demo import generate_tickets, write_batch
+
+    path = tmp_path_factory.mktemp("ml") / "labelled.csv"
+    write_batch(path, generate_tickets(count=400, seed=5))
+    return path
+
+
 # ---------------------------------------------------------------- Prefect
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hitl.demo import generate_tickets, write_batch
 from hitl.ml import service
 from hitl.ml.auxiliary import AuxiliaryMix
 from hitl.ml.dataset import LabelledSet, load_labelled
@@ -19,13 +18,6 @@ from hitl.ml.training import train
 from hitl.settings import Settings
 from hitl.store.db import Database
 from policies.mappings import load_mapping
-
-
-@pytest.fixture(scope="module")
-def demo_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("aux") / "labelled.csv"
-    write_batch(path, generate_tickets(count=400, seed=9))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ from hitl.lifecycle.queue import resolve_waiting_run
 from hitl.models import TicketRecord
 from hitl.settings import Settings
 from hitl.store.db import Database
-from hitl.store.orm import Decision
 
 from .support import run_cli
+from .test_decision_log_db import _decide
 from .test_lifecycle_engine import ingest
 
 HOSTILE = "printer [/x] jammed [red]again[/red] :thumbs_up: [link=http://evil.example]reset here[/link]"
@@ -39,30 +39,12 @@ def test_ticket_text_and_file_names_are_printed_literally(settings: Settings, tm
     assert json.loads(run_cli("tickets", "list", "--json").stdout)[0]["subject"] == HOSTILE
 
 
-def _waiting(database: Database, ticket_id: int, run_ids: list[str]) -> None:
-    with database.session() as session:
-        for run_id in run_ids:
-            session.add(
-                Decision(
-                    ticket_id=ticket_id,
-                    checkpoint="triage",
-                    head="category",
-                    ai_value="printer",
-                    confidence=0.5,
-                    threshold=0.9,
-                    route="HUMAN",
-                    propensity=1.0,
-                    status="waiting",
-                    flow_run_id=run_id,
-                )
-            )
-
-
 def test_a_waiting_run_is_named_by_its_first_characters(database: Database) -> None:
     [ticket_id] = ingest(database, [TicketRecord(external_id="Q1", client="Acme", subject="s", body="b")])
     one = "17529a2c-fff5-4a05-b374-eb31019d0a79"
     twins = ["63087fa5-fd4f-423d-a716-8f0abb5cdf60", "63087fa5-0000-423d-a716-8f0abb5cdf61"]
-    _waiting(database, ticket_id, [one, *twins])
+    for run_id in (one, *twins):
+        _decide(database, ticket_id, route="HUMAN", status="waiting", flow_run_id=run_id)
     with database.session() as session:
         assert resolve_waiting_run(session, "17529A2C") == one
         assert resolve_waiting_run(session, f" {one} ") == one

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from hitl.demo import generate_tickets, write_batch
 from hitl.ingestion import pipeline as ingestion
 from hitl.ml import service
 from hitl.ml.dataset import LabelledSet, apply_reviews, load_labelled
@@ -23,13 +22,6 @@ from hitl.store.orm import Decision, Review, Ticket
 from policies.mappings import load_mapping
 
 from .support import ENDAVA, needs_shared_data
-
-
-@pytest.fixture(scope="module")
-def demo_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("ml") / "labelled.csv"
-    write_batch(path, generate_tickets(count=400, seed=5))
-    return path
 
 
 @pytest.fixture(scope="module")

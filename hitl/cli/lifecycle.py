@@ -37,10 +37,11 @@ def ui_url() -> str | None:
 @app.command()
 def queue(json_output: bool = JSON_OPTION) -> None:
     """The approval queue: every waiting checkpoint, oldest deadline first."""
-    from hitl.lifecycle.queue import approval_queue
+    from hitl.lifecycle.queue import MIN_PREFIX, approval_queue
 
+    base = ui_url()
     with get_database().session() as session:
-        items = approval_queue(session, ui_url())
+        items = approval_queue(session, base)
     if json_output:
         print_json([i.model_dump(mode="json") for i in items])
         return
@@ -56,30 +57,26 @@ def queue(json_output: bool = JSON_OPTION) -> None:
                 (i.ai_value or "")[:30],
                 "" if i.confidence is None else f"{i.confidence:.2f}",
                 f"{i.waiting_minutes:.0f} min",
-                _run_cell(i.flow_run_id, i.ui_link),
+                _run_cell(i.flow_run_id, i.ui_link, MIN_PREFIX),
             ]
             for i in items
         ],
         whole=frozenset({"run"}),
     )
     if any(i.flow_run_id for i in items):
-        base = ui_url()
         full = f"the Prefect UI ({base}: Runs, state Suspended) and" if base else ""
         out.print(
-            f"run: the first {SHORT_ID} characters of the flow run id, enough for `hitl resume <run>"
+            f"run: the first {MIN_PREFIX} characters of the flow run id, enough for `hitl resume <run>"
             f" --decision ... --reviewer NAME`; {full} `hitl queue --json` give the full ids and links"
         )
 
 
-SHORT_ID = 8
-
-
-def _run_cell(flow_run_id: str | None, link: str | None) -> Text | str:
+def _run_cell(flow_run_id: str | None, link: str | None, width: int) -> Text | str:
     """Short enough to keep the table readable in 80 columns, and enough for `hitl resume`; where
     the terminal supports links, a click opens the run's form in the Prefect UI."""
     if not flow_run_id:
         return "(no run: start `hitl serve`)"
-    return Text(flow_run_id[:SHORT_ID], style=Style(link=link) if link else "")
+    return Text(flow_run_id[:width], style=Style(link=link) if link else "")
 
 
 @app.command()

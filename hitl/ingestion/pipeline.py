@@ -147,8 +147,7 @@ def _store_batch(
     if stats.inserted:
         if ctx._statistics is None:
             ctx._statistics = PlannerStatistics(ctx.source)
-        with ctx.db.session() as session:  # after the batch's commit: ANALYZE sees its rows
-            ctx._statistics.note(session, stats.inserted)
+        ctx._statistics.note(ctx.db, stats.inserted)  # after the batch's commit: ANALYZE sees its rows
     outcome.stats = outcome.stats.add(stats)
     outcome.new_ids.extend(new_ids)
     stamps = [r.updated_at for r in good if r.updated_at is not None]

@@ -24,6 +24,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
+from hitl.ml.auxiliary import AuxiliaryMix
+
 
 class PipelineSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -175,8 +177,6 @@ def build_pipeline(spec: PipelineSpec, seed: int = 0) -> Pipeline:
 
     classifier = classifier_for(spec.calibration)
     if spec.auxiliary_label:
-        from hitl.ml.auxiliary import AuxiliaryMix
-
         helper = classifier_for(spec.auxiliary_calibration)
         classifier = AuxiliaryMix(classifier, helper, weight=spec.auxiliary_weight)
     return Pipeline([("features", _features(spec)), ("classifier", classifier)])
@@ -184,7 +184,7 @@ def build_pipeline(spec: PipelineSpec, seed: int = 0) -> Pipeline:
 
 def fit_pipeline(pipeline: Pipeline, texts: Any, labels: Any, auxiliary: Any = None) -> Pipeline:
     """Fit, handing the auxiliary labels to the classifier that needs them."""
-    if pipeline.named_steps["classifier"].__class__.__name__ == "AuxiliaryMix":
+    if isinstance(pipeline.named_steps["classifier"], AuxiliaryMix):
         return pipeline.fit(texts, labels, classifier__auxiliary_labels=auxiliary)
     return pipeline.fit(texts, labels)
 

@@ -26,11 +26,13 @@ def insert_returning_ids(session: Session, table: Table, rows: Sequence[dict[str
     connection = session.connection()
     dialect = connection.dialect
     keys = list(rows[0])
-    one_row = insert(table).values({key: bindparam(key) for key in keys}).returning(table.c.id)
-    compiled = one_row.compile(dialect=dialect)
+    compiled = None
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        one_row = insert(table).values({key: bindparam(key) for key in keys}).returning(table.c.id)
+        compiled = one_row.compile(dialect=dialect)
     # Elsewhere, or when the statement needs more than the rows give (a column default computed in
     # Python), SQLAlchemy's own executemany is the one that knows what to do.
-    if dialect.name != "postgresql" or dialect.driver != "psycopg" or set(compiled.params) != set(keys):
+    if compiled is None or set(compiled.params) != set(keys):
         result = connection.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
         return list(result.scalars().all())
     processors = {key: compiled._bind_processors.get(key) for key in keys}

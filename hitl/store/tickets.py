@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hitl.models import TicketRecord, TicketStatus
+from hitl.store.db import Database
 from hitl.store.orm import Client, Ticket, UTCDateTime, utcnow
 
 # `new` is not here: it is also what a source without a status column gives, and the update keeps
@@ -168,17 +169,21 @@ class PlannerStatistics:
     since: int = 0  # rows inserted since then
     refreshed: int = 0
 
-    def note(self, session: Session, inserted: int) -> bool:
-        """Call after each committed batch; True when it refreshed the statistics."""
-        if not inserted or session.get_bind().dialect.name != "postgresql":
+    def note(self, db: Database, inserted: int) -> bool:
+        """Call after each committed batch (so ANALYZE sees its rows); True when it refreshed the
+        statistics. Opens a transaction only when there is something to read or refresh."""
+        if not inserted or db.dialect != "postgresql":
             return False
         if self.basis is None:
-            stored = session.execute(select(func.count()).where(Ticket.source == self.source)).scalar_one()
+            count = select(func.count()).where(Ticket.source == self.source)
+            with db.session() as session:
+                stored = session.execute(count).scalar_one()
             self.basis = stored - inserted
         self.since += inserted
         if self.since < max(ANALYZE_MIN_ROWS, self.basis):
             return False
-        session.execute(text("ANALYZE tickets"))
+        with db.session() as session:
+            session.execute(text("ANALYZE tickets"))
         self.basis += self.since
         self.since = 0
         self.refreshed += 1
