@@ -1,5 +1,6 @@
-"""insert_returning_ids on SQLite and PostgreSQL: ids in the rows' order, and every value stored as
-the ORM stores it (JSON, time zones, NULLs), whichever path the database takes."""
+"""insert_returning_ids and insert_skipping_conflicts on SQLite and PostgreSQL: ids in the rows'
+order (None for a skipped row), and every value stored as the ORM stores it (JSON, time zones,
+NULLs), whichever path the database takes."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from hitl.models import TicketRecord
-from hitl.store.bulk import insert_returning_ids
+from hitl.store.bulk import insert_returning_ids, insert_skipping_conflicts
 from hitl.store.db import Database
-from hitl.store.orm import Decision
+from hitl.store.orm import Decision, Ticket
+from hitl.store.tickets import PreparedTicket, _columns
 
 from .test_lifecycle_engine import ingest
 
@@ -68,3 +70,44 @@ def test_rows_that_leave_a_python_default_out_get_it(database: Database) -> None
         assert [(d.ai_value, d.details, d.alternatives) for d in stored] == [
             (f"label-{i}", {}, []) for i in range(3)
         ]
+
+
+def test_rows_whose_key_is_stored_are_skipped_and_the_rest_get_their_ids_in_order(database: Database) -> None:
+    [a1, a2] = ingest(
+        database,
+        [
+            TicketRecord(external_id="A1", client="Acme", subject="stored one", body="b"),
+            TicketRecord(external_id="A2", client="Acme", subject="stored two", body="b"),
+        ],
+    )
+    with database.session() as session:
+        client_id = session.execute(select(Ticket.client_id).where(Ticket.id == a1)).scalar_one()
+    wanted = [("demo", "N1"), ("demo", "A1"), ("other", "A1"), ("demo", "A2"), ("demo", "N2")]
+    rows = [
+        _columns(
+            PreparedTicket(
+                TicketRecord(external_id=external_id, client="Acme", subject=f"new {i} 'q' %s", body="ü"),
+                f"hash-{i}",
+                client_id,
+            ),
+            source,
+            None,
+            NOW,
+        )
+        for i, (source, external_id) in enumerate(wanted)
+    ]
+    with database.session() as session:
+        ids = insert_skipping_conflicts(session, Ticket.__table__, rows, ("source", "external_id"))  # type: ignore[arg-type]
+    assert [i is None for i in ids] == [False, True, False, True, False]
+    assert len({i for i in ids if i is not None} | {a1, a2}) == 5
+    with database.session() as session:
+        stored = {t.id: t for t in session.execute(select(Ticket)).scalars()}
+    assert len(stored) == 5
+    assert (stored[a1].subject, stored[a2].subject) == ("stored one", "stored two")
+    for new_id, row in zip(ids, rows, strict=True):
+        if new_id is None:
+            continue
+        for key, value in row.items():
+            assert getattr(stored[new_id], key) == value, (key, getattr(stored[new_id], key), value)
+    with database.session() as session:
+        assert insert_skipping_conflicts(session, Ticket.__table__, [], ("source", "external_id")) == []  # type: ignore[arg-type]

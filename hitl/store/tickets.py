@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, and_, case, func, insert, literal, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, case, func, literal, select, text, update
 from sqlalchemy.orm import Session
 
 from hitl.models import TicketRecord, TicketStatus
+from hitl.store.bulk import insert_skipping_conflicts
 from hitl.store.db import Database
 from hitl.store.orm import Client, Ticket, UTCDateTime, utcnow
 
@@ -78,24 +77,9 @@ def _columns(item: PreparedTicket, source: str, run_id: str | None, now: datetim
 
 def _insert_ignoring_conflicts(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
     """Insert rows, skipping keys that exist; returns external_id -> id of the rows this call wrote."""
-    dialect = session.get_bind().dialect.name
-    stmt: Insert
-    if dialect == "postgresql":
-        stmt = postgresql.insert(Ticket).on_conflict_do_nothing(index_elements=["source", "external_id"])
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(Ticket).on_conflict_do_nothing(index_elements=["source", "external_id"])
-    else:  # portable path for other databases: one savepoint per row
-        written: dict[str, int] = {}
-        for row in rows:
-            try:
-                with session.begin_nested():
-                    new_id = session.execute(insert(Ticket).values(row).returning(Ticket.id)).scalar_one()
-                written[row["external_id"]] = new_id
-            except IntegrityError:
-                continue
-        return written
-    result = session.execute(stmt.returning(Ticket.external_id, Ticket.id), rows)
-    return {external_id: ticket_id for external_id, ticket_id in result.all()}
+    table = Ticket.__table__
+    ids = insert_skipping_conflicts(session, table, rows, ("source", "external_id"))  # type: ignore[arg-type]
+    return {row["external_id"]: new_id for row, new_id in zip(rows, ids, strict=True) if new_id is not None}
 
 
 def upsert_tickets(
