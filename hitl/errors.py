@@ -16,6 +16,10 @@ class UnknownMappingError(ConfigError):
     """No column mapping has the requested name."""
 
 
+class TrainingDataError(HitlError, ValueError):
+    """The labelled tickets cannot train a model (too few labels or tickets, no words)."""
+
+
 class SourceError(HitlError):
     """An input (file, folder, HTTP API) cannot be read at all."""
 

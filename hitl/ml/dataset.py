@@ -8,6 +8,8 @@ prediction time alike.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,9 +59,15 @@ class LabelledSet:
             digest.update(b"\x1e")
         return digest.hexdigest()
 
-    def has_auxiliary(self) -> bool:
-        """Enough of the auxiliary label to learn from: two values at least."""
-        return self.auxiliary is not None and len({a for a in self.auxiliary if a}) >= 2
+    def has_auxiliary(self, per_label: int = 1) -> bool:
+        """Enough of the auxiliary label to learn from: two values with `per_label` tickets each."""
+        return self.auxiliary is not None and enough_labels(self.auxiliary, per_label)
+
+
+def enough_labels(labels: Iterable[str | None], per_label: int) -> bool:
+    """Whether at least two labels have `per_label` tickets or more (None: no label)."""
+    counts = Counter(label for label in labels if label)
+    return sum(1 for n in counts.values() if n >= per_label) >= 2
 
 
 def label_of(record: TicketRecord, label: str) -> str | None:

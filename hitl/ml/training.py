@@ -6,9 +6,11 @@ by a model that never saw it, so the ECE and coverage stored beside a version me
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,8 +20,9 @@ from pydantic import BaseModel
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
+from hitl.errors import TrainingDataError
 from hitl.ml.confidence import ConfidenceMap, cross_fitted
-from hitl.ml.dataset import LabelledSet
+from hitl.ml.dataset import LabelledSet, enough_labels
 from hitl.ml.metrics import EvaluationMetrics, ReliabilityBin, classification_report, reliability_bins
 from hitl.ml.pipelines import PipelineSpec, build_pipeline, fit_pipeline, portable, spec_for_head
 from hitl.ml.predictor import LoadedModel
@@ -59,7 +62,7 @@ def _aligned_proba(pipeline: Any, texts: Sequence[str], classes: list[str]) -> n
 
 
 def out_of_fold_proba(data: LabelledSet, spec: PipelineSpec, folds: int, seed: int) -> np.ndarray:
-    spec = effective_spec(spec, data)
+    spec = effective_spec(spec, data, folds)
     classes = sorted(set(data.labels))
     labels = np.asarray(data.labels)
     texts = np.asarray(data.texts, dtype=object)
@@ -80,12 +83,44 @@ def out_of_fold_proba(data: LabelledSet, spec: PipelineSpec, folds: int, seed: i
     return proba
 
 
-def effective_spec(spec: PipelineSpec, data: LabelledSet) -> PipelineSpec:
+def effective_spec(spec: PipelineSpec, data: LabelledSet, cv_folds: int = 0) -> PipelineSpec:
     """The spec as it can be trained on this data: without its auxiliary label when the data lacks
-    it (the demo tickets, another mapping), so the registry records what was really fitted."""
-    if spec.auxiliary_label and not (data.auxiliary_label == spec.auxiliary_label and data.has_auxiliary()):
+    it (the demo tickets, another mapping) or has too little of it to fit the helper in every fold,
+    so the registry records what was really fitted."""
+    if spec.auxiliary_label and not (
+        data.auxiliary_label == spec.auxiliary_label and data.has_auxiliary(tickets_per_label(spec, cv_folds))
+    ):
         return spec.model_copy(update={"auxiliary_label": None})
     return spec
+
+
+def tickets_per_label(spec: PipelineSpec, cv_folds: int) -> int:
+    """Tickets that each of two labels needs for the pipeline to fit in every fold. The final fit
+    calibrates on inner folds, so one label needs a ticket per calibration fold; with K-fold
+    cross-validation a label of n tickets keeps n - ceil(n / K) in a training part, which must
+    still be that many, and n >= K for the outer split. Below this scikit-learn failed on tiny
+    sets (the fold split, a training part of one class, an empty inner split)."""
+    need = spec.calibration_folds
+    if cv_folds < 2:
+        return need
+    n = max(cv_folds, need)
+    while n - math.ceil(n / cv_folds) < need:
+        n += 1
+    return n
+
+
+def check_trainable(data: LabelledSet, spec: PipelineSpec, cv_folds: int) -> None:
+    """Refuse, in one line an operator can act on, data the head's pipeline cannot be fitted on."""
+    need = tickets_per_label(spec, cv_folds)
+    if enough_labels(data.labels, need):
+        return
+    counts = Counter(data.labels)
+    seen = ", ".join(f"{label!r}: {n}" for label, n in counts.most_common(3)) or "none"
+    folds = f" for {cv_folds}-fold cross-validation" if cv_folds >= 2 else ""
+    raise TrainingDataError(
+        f"{data.description or 'the training data'}: {len(data)} labelled ticket(s) in {len(counts)} "
+        f"label(s) (most common: {seen}); training needs two labels with {need} tickets or more{folds}"
+    )
 
 
 def train(
@@ -93,7 +128,20 @@ def train(
 ) -> TrainingResult:
     """Fit the head's pipeline on all data; with `cv_folds` >= 2, also measure it out of fold."""
     started = time.perf_counter()
-    spec = effective_spec(spec or spec_for_head(head), data)
+    spec = effective_spec(spec or spec_for_head(head), data, cv_folds)
+    check_trainable(data, spec, cv_folds)
+    try:
+        return _train(data, spec, seed, cv_folds, started)
+    except ValueError as exc:
+        if "empty vocabulary" not in str(exc):
+            raise
+        raise TrainingDataError(
+            f"{data.description or 'the training data'}: no word to learn from (every feature block needs "
+            "a word of two or more letters or digits that at least two tickets share)"
+        ) from exc
+
+
+def _train(data: LabelledSet, spec: PipelineSpec, seed: int, cv_folds: int, started: float) -> TrainingResult:
     result_metrics: EvaluationMetrics | None = None
     bins: list[ReliabilityBin] = []
     confidence_map: ConfidenceMap | None = None
