@@ -61,7 +61,20 @@ def test_train_evaluate_predict_and_promote(settings: Settings, tmp_path: Path, 
         figures
     )
     assert figures["n"] == 120 and set(figures["coverage_at_accuracy"]) == {"0.90", "0.95", "0.99"}
-    assert figures["model_version"] == report["version"]
+    assert figures["model_version"] == report["version"] and figures["unknown_labels"] == 0
+    assert evaluated.stderr.count("warning") == 0
+
+    unseen = tmp_path / "unseen.jsonl"
+    rows = [json.loads(line) for line in eval_file.read_text(encoding="utf-8").splitlines()]
+    for row in rows[:10]:
+        row["category"] = "label-never-trained"
+    unseen.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    evaluated = run_cli(
+        "evaluate", "--data", str(unseen), "--mapping", "canonical", "--label", "category", "--json"
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert json.loads(evaluated.stdout)["unknown_labels"] == 10
+    assert "warning: 10 of 120 tickets carry a category the model does not know" in evaluated.stderr
 
     predicted = json.loads(
         run_cli("predict", "--text", "Outlook keeps asking for my password", "--json").stdout

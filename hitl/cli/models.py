@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from hitl.cli.common import JSON_OPTION, head_name, out, print_json, status, table
+from hitl.cli.common import JSON_OPTION, err, head_name, out, print_json, status, table
 from hitl.settings import get_settings
 from hitl.store.db import get_database
 
@@ -97,7 +97,12 @@ def evaluate(
     result = evaluate_model(loaded, dataset)
     summary = {**result.summary(), "model_version": loaded.version}
     if json_output:
-        print_json(summary)
+        if result.unknown_labels:  # JSON readers see the count; a person piping it sees why accuracy fell
+            err.print(
+                f"warning: {result.unknown_labels} of {len(dataset)} tickets carry a {label} the model does "
+                "not know; they count as errors"
+            )
+        print_json({**summary, "unknown_labels": result.unknown_labels})
         return
     cov = summary.pop("coverage_at_accuracy")
     rows = [[k, v] for k, v in summary.items()] + [[f"coverage at accuracy {k}", v] for k, v in cov.items()]
