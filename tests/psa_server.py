@@ -18,6 +18,7 @@ class PsaState:
     token: str | None = None
     fail_next: int = 0  # answer this many requests with 503 first
     broken_page: int | None = None  # always answer this page with 500
+    ignore_paging: bool = False  # a broken API: every page is page 1, always with a next page
     requests: list[dict[str, str]] = field(default_factory=list)
     auth_headers: list[str | None] = field(default_factory=list)
 
@@ -48,6 +49,8 @@ def _handler(state: PsaState) -> type[BaseHTTPRequestHandler]:
                 state.fail_next -= 1
                 return self._send(503, {"error": "busy"})
             page, size = int(query.get("page", 1)), int(query.get("page_size", 100))
+            if state.ignore_paging:
+                return self._send(200, {"tickets": state.tickets[:size], "page": 1, "next_page": 2})
             if state.broken_page == page:
                 return self._send(500, {"error": "boom"})
             since = query.get("updated_since")

@@ -93,3 +93,15 @@ def test_client_errors_are_not_retried() -> None:
         with pytest.raises(SourceError, match="HTTP 401 \\(not retried\\)"):
             list(source.records(None))
     assert len(state.requests) == 1
+
+
+def test_an_api_that_ignores_the_page_parameter_stops_the_source(database: Database) -> None:
+    state = PsaState(ignore_paging=True)
+    state.tickets = [ticket(i, f"2026-11-20T10:00:{i:02d}Z") for i in range(8)]
+    with psa_server(state) as url:
+        report = run_once(database, url)
+    assert report.status == "failed" and report.cursor is None
+    error = report.inputs[0].error or ""
+    assert "page 2: the same 5 records as page 1" in error and "'page' parameter" in error
+    assert [r["page"] for r in state.requests] == ["1", "2"]
+    assert report.stats.inserted == 5  # page 1 is stored once; nothing is read twice

@@ -7,6 +7,7 @@ idempotent) and the cursor does not advance, so the next run fetches them again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -53,8 +54,18 @@ class HttpTicketSource:
     def records(self, since: str | None) -> Iterator[RawRecord]:
         row_number = 0
         page = 1
+        previous: bytes | None = None
         while True:
             items, has_next = self._page(page, since)
+            # An API that ignores the page parameter answers page 1 again and again, each time with
+            # "more to come": without this check the ingestion would never end.
+            fingerprint = hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).digest()
+            if items and fingerprint == previous:
+                raise SourceError(
+                    f"{self.url} page {page}: the same {len(items)} records as page {page - 1}; the API "
+                    f"seems to ignore the {self.options.page_param!r} parameter (the mapping's http section)"
+                )
+            previous = fingerprint
             for item in items:
                 row_number += 1
                 raw = json.dumps(item, ensure_ascii=False, default=str)
