@@ -81,6 +81,17 @@ def test_an_unknown_checkpoint_needs_a_target() -> None:
     assert analysis.recommendations[0].target_error == 0.1
 
 
+def test_a_target_for_a_checkpoint_neither_the_policy_nor_the_log_knows_is_refused() -> None:
+    log = _log(decisions("dispatch", 0.8, 50, _safe))
+    with pytest.raises(ConfigError, match=r"unknown checkpoint\(s\) 'triag'; .*know: dispatch, escalation"):
+        analyse(log, ReviewParams(target_error={"triag": 0.03}), None, thresholds_from_log=True, now=NOW)
+    with pytest.raises(ConfigError, match="'dispach'"):  # an empty log knows only our checkpoints
+        analyse(log.iloc[:0], ReviewParams(target_error={"dispach": 0.03}), None, thresholds_from_log=True)
+    for known in ("triage", "reply", "dispatch"):  # ours, with or without decisions, and the log's
+        targets = {"dispatch": 0.1, known: 0.03}  # dispatch, the log's own, always needs one
+        analyse(log, ReviewParams(target_error=targets), None, thresholds_from_log=True, now=NOW)
+
+
 def test_the_window_defaults_to_the_newest_decision_of_a_csv_and_can_be_narrowed() -> None:
     log = _log(decisions("triage", 0.8, 3000, _safe))
     whole = analyse(log, P, None, thresholds_from_log=True)  # now: the newest decision

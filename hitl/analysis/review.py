@@ -235,10 +235,24 @@ def recommend_group(group: Group, curve: ThresholdCurve, params: ReviewParams) -
     )
 
 
+def check_targets(params: ReviewParams, log: pd.DataFrame) -> None:
+    """A target for a checkpoint nobody knows is a typo (`triag=0.03`): it would silently leave the
+    intended checkpoint at its policy target. Known: our checkpoints, and any checkpoint of the
+    log (a CSV from another system may name its own)."""
+    known = set(CHECKPOINTS) | (set(log["checkpoint"].astype(str)) if not log.empty else set())
+    unknown = sorted(set(params.target_error) - known)
+    if unknown:
+        raise ConfigError(
+            f"target error for unknown checkpoint(s) {', '.join(map(repr, unknown))}; "
+            f"the policy and the decision log know: {', '.join(sorted(known))}"
+        )
+
+
 def analyse(log: pd.DataFrame, params: ReviewParams, policy: PolicyDocument | None, *,
             thresholds_from_log: bool, now: datetime | None = None,
             window_days: int = 180) -> Analysis:  # fmt: skip
     """Verdicts for every group with evidence in the window."""
+    check_targets(params, log)
     now = now or datetime.now(UTC)
     if params.until is None and thresholds_from_log and not log.empty:
         now = log["decided_at"].max().to_pydatetime() + timedelta(microseconds=1)
