@@ -161,6 +161,26 @@ def test_invalid_setting_is_one_line(tmp_path: Path) -> None:
     assert "error: invalid setting HITL_TIMEZONE: unknown time zone 'Mars/Olympus'" in result.stderr
 
 
+def test_usage_errors_are_one_line_naming_the_help(tmp_path: Path) -> None:
+    """Typer's own copy of click raises its own exceptions; these printed tracebacks once."""
+    env = {"HITL_HOME": str(tmp_path)}
+    cases = [
+        (("nosuch",), "error: No such command 'nosuch' (see `hitl --help`)"),
+        (("tickets", "list", "--nope"), "error: No such option: --nope (see `hitl tickets list --help`)"),
+        (("tickets", "list", "--limit", "-5"), "error: Invalid value for '--limit': Input should be greater"),
+        (("audit", "show", "abc"), "error: Invalid value for 'ticket_id': Input should be a valid integer"),
+        (("ingest",), "error: Missing argument 'path' (see `hitl ingest --help`)"),
+        (("policy", "rollback", "1", "--reviewer", "x"), "error: Missing option '--reason'"),
+    ]
+    for args, message in cases:
+        result = run_cli(*args, env=env)
+        assert result.returncode == 2 and result.stderr.startswith(message), (args, result.stderr)
+        assert result.stderr.count("\n") == 1 and result.stdout == "", (args, result.stderr)
+    bare = run_cli(env=env)  # the help, as for any group called without a command
+    assert bare.returncode == 2 and "Usage: hitl" in bare.stdout
+    assert "Traceback" not in bare.stderr + bare.stdout and "NoArgsIsHelpError" not in bare.stderr
+
+
 def test_policy_history_and_rollback(settings: Settings) -> None:
     shown = json.loads(run_cli("policy", "show", "--json").stdout)
     assert shown["version"] == 1 and shown["checkpoints"]["triage"]["threshold"] == 0.8

@@ -47,13 +47,14 @@ app.add_typer(notify_app, name="notify")
 def main() -> None:
     """Entry point: expected errors become one line on stderr, never a traceback."""
     try:
-        result = app(standalone_mode=False)
+        result = app(standalone_mode=False, prog_name="hitl")
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (click.ClickException, typer.TyperException) as exc:
+        # typer >= 0.29 raises the exceptions of its own copy of click, which `click.ClickException`
+        # does not catch: bad option values, unknown commands and a bare `hitl` printed tracebacks.
+        sys.exit(_usage_problem(exc))
+    except (click.exceptions.Abort, typer.Abort):
         err.print("aborted")
         sys.exit(130)
     except HitlError as exc:
@@ -66,6 +67,19 @@ def main() -> None:
         fail_line(refused)
         sys.exit(1)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _usage_problem(exc: click.ClickException | typer.TyperException) -> int:
+    """A usage error as one line naming the command's help (a bare `hitl` or group: the help
+    itself); returns the exit code (2 for usage, as click's own)."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # the help is printed already (or is the message)
+        if exc.format_message().strip():
+            err.print(exc.format_message())
+        return 2
+    context = getattr(exc, "ctx", None)
+    hint = f" (see `{context.command_path} --help`)" if context is not None else ""
+    fail_line(f"{exc.format_message().rstrip('.')}{hint}")
+    return int(getattr(exc, "exit_code", 1))
 
 
 def _api_refusal(exc: BaseException) -> str | None:
