@@ -6,6 +6,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from hitl.ingestion.files import FILE_SUFFIXES
 from hitl.ingestion.plan import IngestionPlan, plan_ingestion
 from hitl.models import IngestReport, InputResult
 from hitl.settings import get_settings
@@ -41,6 +42,8 @@ def nightly_ingestion(
     logger = get_run_logger()
     the_plan = plan(path, url, mapping, source, move_processed)
     logger.info("ingesting %s with mapping %r as source %r", the_plan.description, mapping, the_plan.source)
+    if the_plan.ignored:
+        logger.warning("not read (%s only): %s", ", ".join(FILE_SUFFIXES), ", ".join(the_plan.ignored))
     run_id = open_run(the_plan, flow_run.id)
     inputs: list[InputResult] = []
     new_ids: list[int] = []
@@ -57,7 +60,7 @@ def nightly_ingestion(
     except BaseException as exc:
         fail_run(run_id, f"{type(exc).__name__}: {exc}")
         raise
-    report = close_run(run_id, inputs, new_ids, cursor)
+    report = close_run(run_id, inputs, new_ids, cursor).model_copy(update={"ignored_files": the_plan.ignored})
     publish_report(report)
     if start_lifecycle and report.new_ticket_ids:
         waiting = lifecycle_batch(report.new_ticket_ids)

@@ -215,6 +215,7 @@ class IngestReport(BaseModel):
     cursor: str | None = None
     started_at: datetime
     finished_at: datetime | None = None
+    ignored_files: list[str] = Field(default_factory=list)  # in the drop folder, of a type not read
 
     @property
     def failed_inputs(self) -> list[InputResult]:

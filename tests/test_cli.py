@@ -81,9 +81,11 @@ def test_drop_folder_and_http_source(settings: Settings, tmp_path: Path) -> None
     inbox.mkdir()
     (inbox / "a.csv").write_text(HEADER + "D1,Acme,s,body,,low,1,x\nD2,Acme,s,body,,low,1,x\n")
     (inbox / "b.jsonl").write_text(json.dumps({"external_id": "D3", "body": "vpn", "client": "Acme"}) + "\n")
+    (inbox / "export.xlsx").write_bytes(b"PK\x03\x04")  # a type no run reads: reported, left in place
     report = ingest_json(str(inbox), "--source", "drop")
-    assert counts(report) == (3, 3, 0, 0, 0)
+    assert counts(report) == (3, 3, 0, 0, 0) and report["ignored_files"] == ["export.xlsx"]
     assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["a.csv", "b.jsonl"]
+    assert (inbox / "export.xlsx").exists()
     assert counts(ingest_json(str(inbox), "--source", "drop")) == (0, 0, 0, 0, 0)
 
     state = PsaState(tickets=[{"external_id": "P1", "body": "b", "updated_at": "2026-11-20T10:00:00Z"}])

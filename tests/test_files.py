@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from hitl.errors import SourceError
-from hitl.ingestion.files import check_file, discover_inputs, iter_csv, iter_jsonl, move_processed
+from hitl.ingestion.files import (
+    check_file,
+    discover_inputs,
+    ignored_files,
+    iter_csv,
+    iter_jsonl,
+    move_processed,
+)
 
 HEADER = "ticket_id,title,body,urgency\n"
 
@@ -100,11 +107,28 @@ def test_json_array_file(tmp_path: Path) -> None:
 def test_drop_folder_discovery_and_move(tmp_path: Path) -> None:
     for name in ("b.csv", "a.jsonl", "notes.txt"):
         write(tmp_path, name, HEADER)
+    write(tmp_path, ".~lock.b.csv#", "")  # an editor's lock file: hidden, never reported
     found = discover_inputs(tmp_path)
     assert [p.name for p in found] == ["a.jsonl", "b.csv"]
+    assert ignored_files(tmp_path) == ["notes.txt"]
     first = move_processed(found[1])
     write(tmp_path, "b.csv", HEADER)
     second = move_processed(tmp_path / "b.csv")
     assert first == tmp_path / "processed" / "b.csv" and first.exists()
     assert second.parent == tmp_path / "processed" and second != first and second.exists()
     assert not (tmp_path / "b.csv").exists()
+
+
+def test_the_run_summary_names_files_it_did_not_read() -> None:
+    from datetime import UTC, datetime
+
+    from hitl.ingestion.report import report_markdown
+    from hitl.models import IngestReport, IngestStats
+
+    report = IngestReport(
+        run_id="r1", source="drop", mapping="canonical", status="completed", stats=IngestStats(),
+        started_at=datetime(2026, 11, 28, tzinfo=UTC), ignored_files=["*all*.xlsx", "notes.txt"],
+    )  # fmt: skip
+    summary = report_markdown(report)
+    assert "- **not read** (not a ticket file type): \\*all\\*\\.xlsx, notes\\.txt" in summary
+    assert "nothing to read: the drop folder had no ticket file" in summary

@@ -42,6 +42,7 @@ def ingest(
                 "run_id": report.run_id,
                 "status": report.status,
                 "failed_inputs": [{"name": i.name, "error": i.error} for i in report.failed_inputs],
+                "ignored_files": report.ignored_files,
             }
         )
     else:
@@ -116,6 +117,8 @@ def _print_report(report: IngestReport) -> None:
     )
     if s.quarantined:
         out.print(f"{s.quarantined} record(s) quarantined: hitl quarantine list --run {report.run_id}")
+    if report.ignored_files:  # file names from the folder: printed literally (markup is off)
+        out.print(f"not read, not a ticket file type: {', '.join(report.ignored_files)}")
 
 
 @app.command("mappings")

@@ -202,6 +202,17 @@ def discover_inputs(path: Path) -> list[Path]:
     raise SourceError(f"no such file or folder: {path}")
 
 
+def ignored_files(folder: Path) -> list[str]:
+    """Files of a drop folder that no run reads (another type: an Excel export, a PDF), so the run
+    can say so instead of leaving them unread night after night. Hidden files (editor locks,
+    partial uploads) are not listed."""
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in FILE_SUFFIXES
+    )
+
+
 def move_processed(path: Path) -> Path:
     """Move a drop-folder file into `processed/`, never overwriting an earlier file of that name."""
     target_dir = path.parent / "processed"

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from hitl.errors import SourceError
-from hitl.ingestion.files import check_file, discover_inputs
+from hitl.ingestion.files import check_file, discover_inputs, ignored_files
 from hitl.settings import Settings
 from policies.clients import load_client_catalog
 from policies.mappings import ColumnMapping, load_mapping
@@ -21,6 +21,7 @@ class IngestionPlan(BaseModel):
     url: str | None = None
     move_processed: bool = False
     folder: Path | None = None
+    ignored: list[str] = Field(default_factory=list)  # drop-folder files of a type no run reads
 
     @property
     def description(self) -> str:
@@ -62,4 +63,5 @@ def plan_ingestion(
         files=files,
         move_processed=is_folder if move_processed is None else move_processed,
         folder=target if is_folder else None,
+        ignored=ignored_files(target) if is_folder else [],
     )

@@ -35,6 +35,9 @@ def report_markdown(report: IngestReport) -> str:
         lines.append(f"- see the rows with `hitl quarantine list --run {report.run_id}`")
     for item in report.failed_inputs:
         lines.append(f"- **not ingested**: {escape_markdown(item.name)}: {escape_markdown(item.error or '')}")
+    if report.ignored_files:
+        names = ", ".join(escape_markdown(name) for name in report.ignored_files)
+        lines.append(f"- **not read** (not a ticket file type): {names}")
     if not report.inputs:
-        lines.append("- nothing to read: the drop folder was empty")
+        lines.append("- nothing to read: the drop folder had no ticket file")
     return "\n".join(lines)
