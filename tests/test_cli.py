@@ -188,6 +188,9 @@ def test_policy_history_and_rollback(settings: Settings) -> None:
     assert shown["version"] == 1 and shown["checkpoints"]["triage"]["threshold"] == 0.8
     refused = run_cli("policy", "rollback", "7", "--reviewer", "ana", "--reason", "test")
     assert refused.returncode == 1 and "no policy version 7" in refused.stderr
+    for blank in ("", "  "):  # the "rollback to v1: " prefix is not a reason
+        refused = run_cli("policy", "rollback", "1", "--reviewer", "ana", "--reason", blank)
+        assert refused.returncode == 1 and "needs who approved it and why" in refused.stderr
     rolled = run_cli("policy", "rollback", "1", "--reviewer", "ana", "--reason", "back to the file")
     assert rolled.returncode == 0 and "policy version 2 is in force" in rolled.stdout
     history = json.loads(run_cli("policy", "history", "--json").stdout)

@@ -70,8 +70,11 @@ def create_version(session: Session, document: PolicyDocument, created_by: str, 
 
 
 def rollback(session: Session, version: int, created_by: str, reason: str) -> PolicyVersion:
+    """Why is required here too: the prefix alone ("rollback to v3: ") would pass as a reason."""
+    if not reason.strip():
+        raise ConfigError("a new policy version needs who approved it and why")
     return create_version(
-        session, get_policy(session, version), created_by, f"rollback to v{version}: {reason}"
+        session, get_policy(session, version), created_by, f"rollback to v{version}: {reason.strip()}"
     )
 
 
