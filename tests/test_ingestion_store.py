@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
+from hitl.errors import DatabaseError
 from hitl.ingestion import pipeline
 from hitl.settings import Settings
-from hitl.store.db import Database
+from hitl.store.db import Database, create_db_engine
 from hitl.store.orm import Client, IngestionRun, QuarantineRecord, Ticket
 from policies.mappings import load_mapping
 
@@ -230,3 +231,21 @@ def test_a_large_import_refreshes_the_planner_statistics(database: Database, tmp
     )
     pipeline.ingest_file(again, tmp_path / "more.csv", False)
     assert again._statistics is not None and again._statistics.refreshed == 0  # 1,000 more of 5,000: no need
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "mysql://ops:s3cret@db.example/hitl",
+            "cannot use the database mysql://ops:***@db.example/hitl: its driver",
+        ),
+        ("foo://x", "invalid database URL foo://x: Can't load plugin"),
+        ("not a url", "invalid database URL <unparseable database URL>"),
+    ],
+)
+def test_a_database_url_we_cannot_use_is_one_line_without_its_password(url: str, message: str) -> None:
+    with pytest.raises(DatabaseError) as refused:
+        create_db_engine(url)
+    assert str(refused.value).startswith(message) and "s3cret" not in str(refused.value)
+    assert "\n" not in str(refused.value)

@@ -67,6 +67,11 @@ def create_db_engine(url: str, busy_timeout_s: float = 60.0) -> Engine:
         return create_engine(url, pool_pre_ping=True)
     except (ArgumentError, NoSuchModuleError) as exc:
         raise DatabaseError(f"invalid database URL {redacted(url)}: {exc}") from exc
+    except ImportError as exc:  # a dialect SQLAlchemy knows, whose driver is not installed
+        raise DatabaseError(
+            f"cannot use the database {redacted(url)}: its driver is not installed ({exc}); "
+            "SQLite (sqlite:///PATH) and PostgreSQL (postgresql+psycopg://...) are supported"
+        ) from exc
 
 
 def _alembic_config() -> Config:
