@@ -163,6 +163,14 @@ def test_invalid_setting_is_one_line(tmp_path: Path) -> None:
     assert "error: invalid setting HITL_TIMEZONE: unknown time zone 'Mars/Olympus'" in result.stderr
 
 
+def test_a_home_that_is_not_a_folder_is_one_line(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.write_text("a file where the home folder should be")
+    result = run_cli("tickets", "list", env={"HITL_HOME": str(home)})
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"error: cannot use {home}: File exists (check HITL_HOME")
+
+
 def test_usage_errors_are_one_line_naming_the_help(tmp_path: Path) -> None:
     """Typer's own copy of click raises its own exceptions; these printed tracebacks once."""
     env = {"HITL_HOME": str(tmp_path)}

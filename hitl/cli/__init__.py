@@ -60,11 +60,11 @@ def main() -> None:
     except HitlError as exc:
         fail_line(str(exc))
         sys.exit(1)
-    except Exception as exc:  # only the Prefect API refusing us becomes one line; the rest re-raises
-        refused = _api_refusal(exc)
-        if refused is None:
+    except Exception as exc:  # the Prefect API refusing us, or a path we cannot use: one line
+        problem = _api_refusal(exc) or _path_problem(exc)
+        if problem is None:
             raise
-        fail_line(refused)
+        fail_line(problem)
         sys.exit(1)
     sys.exit(result if isinstance(result, int) else 0)
 
@@ -80,6 +80,16 @@ def _usage_problem(exc: click.ClickException | typer.TyperException) -> int:
     hint = f" (see `{context.command_path} --help`)" if context is not None else ""
     fail_line(f"{exc.format_message().rstrip('.')}{hint}")
     return int(getattr(exc, "exit_code", 1))
+
+
+def _path_problem(exc: BaseException) -> str | None:
+    """A file or folder the settings point at that cannot be used (HITL_HOME is a file, a folder
+    without write permission, a full disk) names the path and the reason; an OSError without a
+    path (a socket, a bug) keeps its traceback."""
+    if not isinstance(exc, OSError) or exc.filename is None:
+        return None
+    other = f" -> {exc.filename2}" if exc.filename2 is not None else ""
+    return f"cannot use {exc.filename}{other}: {exc.strerror or exc} (check HITL_HOME and the *_DIR settings)"
 
 
 def _api_refusal(exc: BaseException) -> str | None:
