@@ -168,7 +168,17 @@ def test_a_home_that_is_not_a_folder_is_one_line(tmp_path: Path) -> None:
     home.write_text("a file where the home folder should be")
     result = run_cli("tickets", "list", env={"HITL_HOME": str(home)})
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
-    assert result.stderr.startswith(f"error: cannot use {home}: File exists (check HITL_HOME")
+    assert result.stderr == f"error: cannot use {home}: File exists\n"
+
+
+def test_demo_generate_refuses_an_out_without_a_format_suffix(tmp_path: Path) -> None:
+    result = run_cli("demo", "generate", "--out", str(tmp_path / "batch"), env={"HITL_HOME": str(tmp_path)})
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "the name must end in .csv or .jsonl" in result.stderr and not (tmp_path / "batch").exists()
+    missing = tmp_path / "no" / "such" / "folder"
+    missing.parent.parent.write_text("a file, so the folder cannot be made")
+    result = run_cli("demo", "generate", "--out", str(missing / "b.csv"), env={"HITL_HOME": str(tmp_path)})
+    assert result.returncode == 1 and result.stderr.startswith("error: cannot use "), result.stderr
 
 
 def test_usage_errors_are_one_line_naming_the_help(tmp_path: Path) -> None:

@@ -83,13 +83,13 @@ def _usage_problem(exc: click.ClickException | typer.TyperException) -> int:
 
 
 def _path_problem(exc: BaseException) -> str | None:
-    """A file or folder the settings point at that cannot be used (HITL_HOME is a file, a folder
-    without write permission, a full disk) names the path and the reason; an OSError without a
-    path (a socket, a bug) keeps its traceback."""
+    """A file or folder that cannot be used (HITL_HOME is a file, a folder without write
+    permission, a full disk, an --out in a missing folder) names the path and the reason; an
+    OSError without a path (a socket, a bug) keeps its traceback."""
     if not isinstance(exc, OSError) or exc.filename is None:
         return None
     other = f" -> {exc.filename2}" if exc.filename2 is not None else ""
-    return f"cannot use {exc.filename}{other}: {exc.strerror or exc} (check HITL_HOME and the *_DIR settings)"
+    return f"cannot use {exc.filename}{other}: {exc.strerror or exc}"
 
 
 def _api_refusal(exc: BaseException) -> str | None:

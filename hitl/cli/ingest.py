@@ -9,6 +9,7 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from hitl.cli.common import JSON_OPTION, err, fail_line, out, print_json, table
+from hitl.errors import ConfigError
 from hitl.models import IngestReport
 from hitl.settings import get_settings
 from hitl.store.db import get_database, redacted
@@ -148,6 +149,8 @@ def demo_generate(
     from hitl.demo import generate_tickets, write_batch
 
     target = out_path or get_settings().effective_inbox / f"demo-seed{seed}-{count}.csv"
+    if target.suffix.lower() not in (".csv", ".jsonl"):  # checked before generating a million tickets
+        raise ConfigError(f"--out {target}: the name must end in .csv or .jsonl (it sets the format)")
     written = write_batch(target, generate_tickets(count=count, seed=seed))
     out.print(f"wrote {count} demo tickets to {written}")
 
