@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hitl.errors import ConfigError
+from hitl.text import is_email_address
 
 
 class Settings(BaseSettings):
@@ -121,6 +122,15 @@ class Settings(BaseSettings):
     notify_email_to: str | None = Field(
         default=None, description="Comma-separated addresses that get checkpoint notifications by e-mail."
     )
+
+    @field_validator("smtp_sender", "notify_email_to")
+    @classmethod
+    def _addresses(cls, value: str | None) -> str | None:
+        """Checked here, so a typo is one line at start-up, not a traceback when the outbox sends."""
+        for address in (value or "").split(","):
+            if address.strip() and not is_email_address(address.strip()):
+                raise ValueError(f"not an e-mail address: {address.strip()!r}")
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -9,6 +9,7 @@ there, with a fence longer than any run of backticks in the text.
 from __future__ import annotations
 
 import re
+from email.utils import parseaddr
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:])")
 _BACKTICKS = re.compile(r"`+")
@@ -40,3 +41,9 @@ def code_block(text: str, limit: int = 1500) -> str:
     body = body.replace("\r\n", "\n").replace("\r", "\n").rstrip() or "(empty)"
     fence = "`" * max(3, _longest_backtick_run(body) + 1)
     return f"{fence}text\n{body}\n{fence}"
+
+
+def is_email_address(text: str) -> bool:
+    """An address a mail header can carry: `ops@example.com` or `Ops <ops@example.com>`, with no line
+    break that could smuggle another header in."""
+    return "@" in parseaddr(text)[1] and not any(c in text for c in "\r\n")

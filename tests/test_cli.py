@@ -161,6 +161,14 @@ def test_invalid_setting_is_one_line(tmp_path: Path) -> None:
     )
     result = run_cli("tickets", "list", env={"HITL_TIMEZONE": "Mars/Olympus", "HITL_HOME": str(tmp_path)})
     assert "error: invalid setting HITL_TIMEZONE: unknown time zone 'Mars/Olympus'" in result.stderr
+    # a From address the outbox would have refused with a traceback when it sends
+    env = {"HITL_SMTP_HOST": "127.0.0.1", "HITL_SMTP_SENDER": "service desk", "HITL_HOME": str(tmp_path)}
+    result = run_cli("outbox", "send", env=env)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr == "error: invalid setting HITL_SMTP_SENDER: not an e-mail address: 'service desk'\n"
+    env = {"HITL_NOTIFY_EMAIL_TO": "noc@example.com, on-call", "HITL_HOME": str(tmp_path)}
+    result = run_cli("tickets", "list", env=env)
+    assert "error: invalid setting HITL_NOTIFY_EMAIL_TO: not an e-mail address: 'on-call'" in result.stderr
 
 
 def test_a_home_that_is_not_a_folder_is_one_line(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field, SecretStr
 from hitl.replies.outbox import OutboxStatus, claim, mark_failed, mark_sent, pending, release
 from hitl.store.db import Database
 from hitl.store.orm import OutboxMessage
+from hitl.text import is_email_address
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,9 @@ class SmtpSender:
             raise ValueError("an SMTP host is required")
         if not 0 < port < 65536:
             raise ValueError(f"SMTP port must be 1-65535, got {port}")
-        address = parseaddr(sender_address)[1]
-        if "@" not in address or any(c in sender_address for c in "\r\n"):
+        if not is_email_address(sender_address):
             raise ValueError(f"not an e-mail address: {sender_address!r}")
+        address = parseaddr(sender_address)[1]
         if (username is None) != (password is None):
             raise ValueError("give both an SMTP username and a password, or neither")
         if timeout_s <= 0:
