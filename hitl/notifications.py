@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field, SecretStr
 
 from hitl.errors import ConfigError, HitlError
 from hitl.settings import Settings
+from hitl.text import address_list
 
 WAITING_EVENT = "hitl.checkpoint.waiting"
 TIMED_OUT_EVENT = "hitl.checkpoint.timed_out"
@@ -118,10 +119,6 @@ def _secret_block_value(name: str) -> str:
     return value
 
 
-def _recipients(text: str | None) -> list[str]:
-    return [r.strip() for r in (text or "").split(",") if r.strip()]
-
-
 def resolve_config(
     settings: Settings,
     *,
@@ -152,7 +149,7 @@ def resolve_config(
             for name, value in (
                 ("HITL_SMTP_HOST", settings.smtp_host),
                 ("HITL_SMTP_SENDER", settings.smtp_sender),
-                ("HITL_NOTIFY_EMAIL_TO", _recipients(settings.notify_email_to)),
+                ("HITL_NOTIFY_EMAIL_TO", address_list(settings.notify_email_to)),
             )
             if not value
         ]
@@ -168,7 +165,7 @@ def resolve_config(
             host=settings.smtp_host,
             port=settings.smtp_port,
             sender=settings.smtp_sender,
-            recipients=_recipients(settings.notify_email_to),
+            recipients=address_list(settings.notify_email_to),
             username=settings.smtp_username,
             password=password,
             starttls=settings.smtp_starttls,
@@ -451,7 +448,7 @@ def setup(config: NotifyConfig) -> SetupReport:
 def setup_from_settings(settings: Settings) -> list[str]:
     """For `hitl serve`: set up what the environment configures; nothing (and no output) when it
     configures no channel. Returns the lines to print; a failure is a line too, never an exit."""
-    email = bool(settings.smtp_host and _recipients(settings.notify_email_to))
+    email = bool(settings.smtp_host and address_list(settings.notify_email_to))
     webhook = settings.notify_webhook_url is not None and settings.notify_webhook_url.get_secret_value()
     lines = []
     if settings.smtp_host and not email:

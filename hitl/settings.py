@@ -14,7 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hitl.errors import ConfigError
-from hitl.text import is_email_address
+from hitl.text import address_list, is_email_address
 
 
 class Settings(BaseSettings):
@@ -127,9 +127,9 @@ class Settings(BaseSettings):
     @classmethod
     def _addresses(cls, value: str | None) -> str | None:
         """Checked here, so a typo is one line at start-up, not a traceback when the outbox sends."""
-        for address in (value or "").split(","):
-            if address.strip() and not is_email_address(address.strip()):
-                raise ValueError(f"not an e-mail address: {address.strip()!r}")
+        for address in address_list(value):
+            if not is_email_address(address):
+                raise ValueError(f"not an e-mail address: {address!r}")
         return value
 
     @field_validator("timezone")

@@ -43,6 +43,11 @@ def code_block(text: str, limit: int = 1500) -> str:
     return f"{fence}text\n{body}\n{fence}"
 
 
+def address_list(text: str | None) -> list[str]:
+    """The addresses of a comma-separated setting (HITL_NOTIFY_EMAIL_TO), blanks dropped."""
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
 def is_email_address(text: str) -> bool:
     """An address a mail header can carry: `ops@example.com` or `Ops <ops@example.com>`, with no line
     break that could smuggle another header in."""

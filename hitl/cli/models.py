@@ -41,13 +41,12 @@ def train(
     check_file(data, chosen.required_columns)
     from hitl.ml.dataset import load_labelled
     from hitl.ml.pipelines import spec_for_head
-    from hitl.ml.training import check_trainable, effective_spec
+    from hitl.ml.training import trainable_spec
 
     # Too few labels is one line here (0.1 s for the Endava file), not a failed flow's tracebacks;
     # the flow checks again with the reviews (--include-reviews) applied.
-    spec = spec_for_head(head_key)
-    labelled = load_labelled(data, chosen, label, auxiliary=spec.auxiliary_label)
-    check_trainable(labelled, effective_spec(spec, labelled, cv_folds), cv_folds)
+    labelled = load_labelled(data, chosen, label, auxiliary=spec_for_head(head_key).auxiliary_label)
+    trainable_spec(labelled, head_key, cv_folds)
     get_database(settings).ensure_schema()
     configure_prefect(settings)
     from flows.train_model import train_model

@@ -123,13 +123,22 @@ def check_trainable(data: LabelledSet, spec: PipelineSpec, cv_folds: int) -> Non
     )
 
 
+def trainable_spec(
+    data: LabelledSet, head: str, cv_folds: int, spec: PipelineSpec | None = None
+) -> PipelineSpec:
+    """The spec `train` will fit on this data, after refusing data it cannot be fitted on: what
+    `hitl train` checks before it starts the flow, and the flow's training step again."""
+    spec = effective_spec(spec or spec_for_head(head), data, cv_folds)
+    check_trainable(data, spec, cv_folds)
+    return spec
+
+
 def train(
     data: LabelledSet, head: str, seed: int = 0, cv_folds: int = 5, spec: PipelineSpec | None = None
 ) -> TrainingResult:
     """Fit the head's pipeline on all data; with `cv_folds` >= 2, also measure it out of fold."""
     started = time.perf_counter()
-    spec = effective_spec(spec or spec_for_head(head), data, cv_folds)
-    check_trainable(data, spec, cv_folds)
+    spec = trainable_spec(data, head, cv_folds, spec)
     try:
         return _train(data, spec, seed, cv_folds, started)
     except ValueError as exc:

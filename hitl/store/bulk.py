@@ -14,7 +14,7 @@ the ORM path stores.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, insert
 from sqlalchemy.dialects import postgresql, sqlite
@@ -33,7 +33,7 @@ def insert_returning_ids(session: Session, table: Table, rows: Sequence[dict[str
         return list(result.scalars().all())
     if None in ids:
         raise RuntimeError(f"inserted {len(rows)} rows into {table.name} but not every row gave its id")
-    return [i for i in ids if i is not None]
+    return cast(list[int], ids)
 
 
 def insert_skipping_conflicts(
