@@ -8,11 +8,13 @@ from __future__ import annotations
 from prefect import serve
 
 from deployments.definitions import all_deployments
+from hitl.prefect_env import throttle_runner_capacity_messages
 from hitl.settings import get_settings
 
 
 def main() -> None:
     settings = get_settings()
+    throttle_runner_capacity_messages()
     serve(*all_deployments(settings), pause_on_shutdown=False, limit=settings.runner_limit)
 
 

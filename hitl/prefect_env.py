@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Callable
 
 from hitl.settings import Settings
 
@@ -50,3 +52,34 @@ def quiet_shutdown() -> None:
     """Silence loggers that report the embedded server's teardown as errors."""
     for name in ("prefect.server", "uvicorn", "uvicorn.error", "asyncio", "sqlalchemy.pool"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+class RepeatThrottle(logging.Filter):
+    """Lets one message template through at most once per `every` seconds (other records pass).
+    Prefect's runner logs "N scheduled runs skipped (at capacity)" at every poll (each second under
+    `hitl serve`) while more runs are due than HITL_RUNNER_LIMIT allows: 48 lines in the first
+    minute of `make run`, burying what the operator needs to read. The first line still shows, and
+    one a minute while the backlog lasts; nothing is lost but the repeats."""
+
+    def __init__(self, template: str, every: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.template, self.every, self.clock = template, every, clock
+        self._last: float | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != self.template:
+            return True
+        now = self.clock()
+        if self._last is not None and now - self._last < self.every:
+            return False
+        self._last = now
+        return True
+
+
+RUNNER_AT_CAPACITY = "%d scheduled runs skipped (at capacity)"  # prefect/runner/_scheduled_run_poller.py
+
+
+def throttle_runner_capacity_messages(every: float = 60.0) -> RepeatThrottle:
+    throttle = RepeatThrottle(RUNNER_AT_CAPACITY, every)
+    logging.getLogger("prefect.runner").addFilter(throttle)
+    return throttle

@@ -90,7 +90,7 @@ def serve(
     port: int = typer.Option(4200, help="Port of the local Prefect server."),
 ) -> None:
     """Run the live system until Ctrl-C."""
-    from hitl.prefect_env import configure_prefect
+    from hitl.prefect_env import configure_prefect, throttle_runner_capacity_messages
 
     settings = get_settings()
     signal.signal(signal.SIGTERM, _stop)  # a service manager's stop is a Ctrl-C: clean shutdown
@@ -113,6 +113,7 @@ def serve(
         from deployments.definitions import all_deployments
         from hitl.lifecycle.runs import start_runs_for_waiting
 
+        throttle_runner_capacity_messages()  # after importing prefect, which configures its loggers
         deployments = all_deployments(settings)
         for deployment in deployments:
             deployment.apply()
