@@ -17,10 +17,14 @@ BACKSTOP_S = 600  # the sweeper marks a checkpoint overdue at its deadline; Pref
 
 @flow(name="ticket-lifecycle", description="A ticket from triage to reply, with human checkpoints.")
 def ticket_lifecycle(ticket_id: int) -> str:
-    attempt = 0  # pause keys replay in the same order on every re-run, so answers line up
     for checkpoint in CHECKPOINTS:
         propose(ticket_id, checkpoint)
         state = settle(ticket_id, checkpoint, [])
+        # Attempts count per checkpoint: a re-run skips the checkpoints already answered (settle
+        # reads the database), so a count over the whole run would give the waiting checkpoint a
+        # lower number than its answer was stored under, and ask again. Within the checkpoint the
+        # loop replays its earlier answers (refused, or a first approval) in order up to the latest.
+        attempt = 0
         while state.status is StageStatus.NEEDS_HUMAN:
             assert state.view is not None and state.timeout_seconds is not None
             key = f"{checkpoint}-{state.decision_ids[0]}-{attempt}"

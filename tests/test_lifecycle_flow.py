@@ -48,11 +48,15 @@ class Stack:
         [ticket_id] = ingest(self.db, [record])
         return ticket_id, start_lifecycle_runs([ticket_id])[ticket_id]
 
-    def suspended(self, run_id: str, key_suffix: str | None = None) -> dict[str, Any]:
+    def suspended(self, run_id: str, key_suffix: str | None = None, checkpoint: str = "") -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             run = httpx.get(f"{self.api}/flow_runs/{run_id}", timeout=10).json()
             pause_key = (run.get("state") or {}).get("state_details", {}).get("pause_key") or ""
-            if run["state_name"] == "Suspended" and (key_suffix is None or pause_key.endswith(key_suffix)):
+            if (
+                run["state_name"] == "Suspended"
+                and (key_suffix is None or pause_key.endswith(key_suffix))
+                and pause_key.startswith(checkpoint)
+            ):
                 return run
             assert run["state_type"] not in ("FAILED", "CRASHED"), run["state"]
             return None
@@ -256,10 +260,16 @@ def test_timeout_marks_overdue_and_executes_nothing(stack: Stack) -> None:
 
 
 def test_high_risk_remediation_needs_two_reviewers_and_runs_once(stack: Stack) -> None:
+    """Three answers at two checkpoints of one run: every re-run replays the earlier ones under the
+    keys they were given (a whole-run attempt count once re-asked the second checkpoint, and the
+    operator's answer was lost)."""
     from hitl.lifecycle.runs import start_lifecycle_runs
 
     stack.policy(
-        triage=LENIENT, escalation=LENIENT, reply=LENIENT, remediation={"threshold": 0.0, "audit_rate": 0.0}
+        triage={"autonomy": False, "audit_rate": 0.0},  # a human at triage first, whatever the models say
+        escalation=LENIENT,
+        reply=LENIENT,
+        remediation={"threshold": 0.0, "audit_rate": 0.0},
     )
     record = TicketRecord(
         external_id="FW-9",
@@ -270,31 +280,19 @@ def test_high_risk_remediation_needs_two_reviewers_and_runs_once(stack: Stack) -
         priority="medium",
     )
     ticket_id, run_id = stack.start(record)
-    stack.suspended(run_id)
+    stack.suspended(run_id, "-0", checkpoint="triage-")
     with stack.db.session() as session:
-        waiting = session.execute(
-            select(Decision).where(Decision.ticket_id == ticket_id, Decision.status == "waiting")
+        category = session.execute(
+            select(Decision).where(Decision.ticket_id == ticket_id, Decision.head == "category")
         ).scalar_one()
-    if waiting.checkpoint == "triage":  # the model was unsure: settle triage first
-        assert (
-            run_cli(
-                "resume",
-                run_id,
-                "--decision",
-                "override",
-                "--value",
-                "firewall_change",
-                "--reason-code",
-                "wrong_category",
-                "--reviewer",
-                "alice",
-            ).returncode
-            == 0
-        )
-        stack.suspended(run_id, key_suffix="-1")
+    triage = ["--decision", "approve"]
+    if category.ai_value != "firewall_change":
+        triage = ["--decision", "override", "--value", "firewall_change", "--reason-code", "wrong_category"]
+    assert run_cli("resume", run_id, *triage, "--reviewer", "alice").returncode == 0
+    stack.suspended(run_id, "-0", checkpoint="remediation-")
     first = run_cli("resume", run_id, "--decision", "approve", "--reviewer", "bob")
     assert first.returncode == 0, first.stderr
-    run = stack.suspended(run_id, key_suffix=f"-{1 if waiting.checkpoint != 'triage' else 2}")
+    run = stack.suspended(run_id, "-1", checkpoint="remediation-")
     assert "Four-eyes" in stack.description(run) and not stack.rmm.requests
     same = run_cli("resume", run_id, "--decision", "approve", "--reviewer", "bob")
     assert same.returncode == 1 and "different approver" in same.stderr
