@@ -10,7 +10,8 @@ is recorded nowhere: the flow suspends again with the problem stated in the desc
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from prefect.input import RunInput
@@ -63,6 +64,9 @@ class CheckpointView(BaseModel):
     approvals_needed: int = 1
     approved_by: list[str] = Field(default_factory=list)
     problems: list[str] = Field(default_factory=list)
+    # the checkpoint's deadline (the earliest of its waiting decisions): an answer after it is refused,
+    # because the checkpoint has timed out and its ticket belongs to the escalation queue
+    deadline: datetime | None = None
 
 
 class Verdict(BaseModel):
@@ -124,6 +128,9 @@ def render_description(view: CheckpointView) -> str:
             f"| {escape_markdown(s.label)} | {value} | {_pct(s.confidence)} | {_pct(s.threshold)} | "
             f"{alternatives or '-'} |"
         )
+    if view.deadline is not None:
+        by = _aware(view.deadline)
+        lines += ["", f"**Answer by** {by:%Y-%m-%d %H:%M} UTC: later, the checkpoint times out."]
     deadline = f" · SLA deadline {t.sla_deadline:%Y-%m-%d %H:%M} UTC" if t.sla_deadline else ""
     lines += [
         "",
@@ -169,8 +176,25 @@ def is_valid_text(value: Any) -> bool:
     return True
 
 
-def check_review(view: CheckpointView, submitted: dict[str, Any]) -> Verdict | list[str]:
+def same_person(a: str, b: str) -> bool:
+    """Reviewer names as typed: "Alice" and "alice " are one person for four-eyes."""
+    return a.strip().casefold() == b.strip().casefold()
+
+
+def distinct_people(names: Iterable[str]) -> int:
+    return len({n.strip().casefold() for n in names})
+
+
+def check_review(
+    view: CheckpointView, submitted: dict[str, Any], now: datetime | None = None
+) -> Verdict | list[str]:
     """The verdict, or the problems that stop it from being recorded (each says what to do)."""
+    now = now or datetime.now(UTC)
+    if view.deadline is not None and now > _aware(view.deadline):
+        return [
+            f"this checkpoint timed out at {_aware(view.deadline):%Y-%m-%d %H:%M} UTC, before the answer "
+            "arrived; it acts on nothing and the ticket goes to the escalation queue"
+        ]
     broken = sorted(k for k, v in submitted.items() if not is_valid_text(v))
     if broken:  # no database stores lone surrogates (nor PostgreSQL a NUL): refuse, do not crash
         return [f"{', '.join(map(str, broken))}: not valid text (a broken or NUL character); type it again"]
@@ -182,7 +206,7 @@ def check_review(view: CheckpointView, submitted: dict[str, Any]) -> Verdict | l
         problems.append(f"decision must be one of {', '.join(ACTIONS)}")
     if not reviewer:
         problems.append("fill in reviewer: every decision records who made it")
-    elif reviewer in view.approved_by:
+    elif any(same_person(reviewer, name) for name in view.approved_by):
         problems.append(f"{reviewer} has already approved this; a second, different approver is required")
     if reason != NO_REASON and reason not in view.reason_codes:
         problems.append(f"reason code {reason!r} is not one of {', '.join(view.reason_codes)}")
@@ -222,3 +246,8 @@ def check_review(view: CheckpointView, submitted: dict[str, Any]) -> Verdict | l
         final_values=final,
         changed=changed,
     )
+
+
+def _aware(moment: datetime) -> datetime:
+    """Stored deadlines are UTC; SQLite hands them back without a zone."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -16,6 +16,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from hitl import checkpoints
 from hitl.audit import verify_chain
 from hitl.demo import generate_tickets
 from hitl.ingestion import pipeline as ingestion
@@ -34,6 +35,8 @@ from hitl.store.orm import ActionExecution, AuditEvent, Decision, OutboxMessage,
 from hitl.store.policies import create_version, current_policy
 from policies.mappings import load_mapping
 from policies.runbooks import load_runbook_catalog
+
+from .support import run_cli
 
 FAST = PipelineSpec(char_ngram=None, C=10.0)
 
@@ -214,9 +217,8 @@ def test_override_with_reason_code_is_logged_and_applied(res: LifecycleResources
         assert "review.refused" in kinds and "review.recorded" in kinds and verify_chain(session).ok
 
 
-def test_high_risk_remediation_needs_two_approvers_and_runs_once(
-    res: LifecycleResources, database: Database, rmm: Rmm
-) -> None:
+def _at_four_eyes(res: LifecycleResources, database: Database) -> tuple[int, engine.StageState]:
+    """A firewall change past triage (answered by alice), waiting at remediation for two approvers."""
     record = TicketRecord(
         external_id="FW-1",
         client="Northgate Freight & Logistics",
@@ -245,6 +247,13 @@ def test_high_risk_remediation_needs_two_approvers_and_runs_once(
             res, ticket_id, state.checkpoint, {"decision": "approve", "reviewer": "alice"}
         )
         state = engine.advance(res, [ticket_id])[ticket_id]
+    return ticket_id, state
+
+
+def test_high_risk_remediation_needs_two_approvers_and_runs_once(
+    res: LifecycleResources, database: Database, rmm: Rmm
+) -> None:
+    ticket_id, state = _at_four_eyes(res, database)
     assert state.checkpoint == "remediation" and state.view is not None
     assert state.view.approvals_needed == 2 and state.view.suggestions[0].ai_value == "firewall-allow-rule"
     assert "203.0.113.7" in (state.view.details or "")
@@ -266,6 +275,84 @@ def test_high_risk_remediation_needs_two_approvers_and_runs_once(
     with database.session() as session:
         execution = session.execute(select(ActionExecution)).scalar_one()
         assert execution.status == "succeeded" and sorted(execution.approved_by) == ["bob", "carol"]
+
+
+def test_a_second_approval_needs_another_person_whatever_the_key_or_letter_case(
+    res: LifecycleResources, database: Database, rmm: Rmm
+) -> None:
+    """The flow passes each answer with the pause key it came under: a re-run's replay of a key is
+    recorded once; the same person under a new key (the UI's form submitted again, or "Bob" for
+    "bob") is refused and logged, and never counts as the second approver."""
+    ticket_id, state = _at_four_eyes(res, database)
+    assert state.checkpoint == "remediation" and state.view is not None and state.view.approvals_needed == 2
+    bob = {"decision": "approve", "reviewer": "bob"}
+    assert engine.record_answer(res, ticket_id, "remediation", bob, key="remediation-9-0").recorded
+    reviews = count(database, Review)
+    assert engine.record_answer(res, ticket_id, "remediation", bob, key="remediation-9-0").recorded  # replay
+    assert count(database, Review) == reviews
+    for key, name in (("remediation-9-1", "bob"), ("remediation-9-2", " Bob ")):
+        again = engine.record_answer(res, ticket_id, "remediation", {**bob, "reviewer": name}, key=key)
+        assert not again.recorded and "a second, different approver is required" in again.problems[0]
+    assert count(database, Review) == reviews and not rmm.requests
+    with database.session() as session:
+        refused = session.execute(select(AuditEvent).where(AuditEvent.kind == "review.refused")).scalars()
+        assert [json.loads(e.body)["data"]["key"] for e in refused] == ["remediation-9-1", "remediation-9-2"]
+    carol = {"decision": "approve", "reviewer": "carol"}
+    assert engine.record_answer(res, ticket_id, "remediation", carol, key="remediation-9-3").recorded
+    engine.advance(res, [ticket_id])
+    with database.session() as session:
+        execution = session.execute(select(ActionExecution)).scalar_one()
+        assert sorted(execution.approved_by) == ["bob", "carol"]
+
+
+def test_an_answer_after_the_deadline_is_refused_before_the_sweep(
+    res: LifecycleResources, database: Database
+) -> None:
+    """The deadline holds at the moment of the answer, not only at the next sweep (every minute, and
+    late on a busy runner): a late answer acts on nothing, is logged, and the sweep still owns the
+    timeout (overdue, escalation queue, notification)."""
+    _strict_triage(database)
+    ticket_id = _wait_at(res, database, "triage", generate_tickets(count=1, seed=8)[0])
+    with database.session() as session:
+        for d in session.execute(select(Decision).where(Decision.status == "waiting")).scalars():
+            d.deadline = utcnow() - timedelta(minutes=3)
+    state = engine.advance(res, [ticket_id])[ticket_id]
+    assert state.view is not None and "**Answer by**" in checkpoints.render_description(state.view)
+    late = engine.record_answer(
+        res, ticket_id, "triage", {"decision": "approve", "reviewer": "larry"}, key="k-0"
+    )
+    assert not late.recorded and "this checkpoint timed out at" in late.problems[0]
+    assert count(database, Review) == 0
+    with database.session() as session:
+        [event] = session.execute(select(AuditEvent).where(AuditEvent.kind == "review.refused")).scalars()
+        assert event.actor == "larry"
+    assert [e.ticket_id for e in engine.expire_overdue(res)] == [ticket_id]
+    assert engine.advance(res, [ticket_id])[ticket_id].status is engine.StageStatus.STOPPED
+    assert count(database, Review) == 0 and count(database, ActionExecution) == 0
+
+
+def test_hitl_resume_refuses_late_answers_and_set_on_the_answer_fields(
+    res: LifecycleResources, database: Database
+) -> None:
+    """`hitl resume` checks before it resumes anything: --set reviewer=... or decision=... once
+    replaced what --reviewer and --decision said while the confirmation line named the options
+    (an answer recorded under another person's name); and a late answer is refused in one line."""
+    _strict_triage(database)
+    ticket_id = _wait_at(res, database, "triage", generate_tickets(count=1, seed=8)[0])
+    run_id = "0b6f6e0e-5d2c-4c59-9d2a-51c5d06b8c11"  # no Prefect server: every refusal comes first
+    with database.session() as session:
+        for d in session.execute(select(Decision).where(Decision.ticket_id == ticket_id)).scalars():
+            d.flow_run_id = run_id
+    for field in ("reviewer=mallory", "decision=escalate", "reason_code=other", "comment=x"):
+        result = run_cli("resume", run_id[:8], "--decision", "approve", "--reviewer", "alice", "--set", field)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert "--set needs FIELD=VALUE with FIELD one of category, priority" in result.stderr
+    with database.session() as session:
+        for d in session.execute(select(Decision).where(Decision.ticket_id == ticket_id)).scalars():
+            d.deadline = utcnow() - timedelta(minutes=3)
+    late = run_cli("resume", run_id[:8], "--decision", "approve", "--reviewer", "alice")
+    assert late.returncode == 1 and "this checkpoint timed out at" in late.stderr, late.stderr
+    assert late.stderr.count("\n") == 1 and count(database, Review) == 0
 
 
 def test_timeout_marks_overdue_and_acts_on_nothing(res: LifecycleResources, database: Database) -> None:

@@ -112,12 +112,11 @@ def resume(
     )
     if value is not None:
         answer[FIELD_OF[view.checkpoint]] = value
+    fields = [s.field for s in view.suggestions]  # not decision, reviewer, ...: their own options say so
     for item in set_field or []:
         name, sep, text = item.partition("=")
-        if not sep or name not in answer:
-            raise ResumeError(
-                f"--set needs FIELD=VALUE with FIELD one of {', '.join(s.field for s in view.suggestions)}"
-            )
+        if not sep or name not in fields:
+            raise ResumeError(f"--set needs FIELD=VALUE with FIELD one of {', '.join(fields)}")
         answer[name] = text
     verdict = check_review(view, answer)
     if isinstance(verdict, list):

@@ -19,7 +19,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer
 
 from hitl.audit import NewEvent, append_event, append_events
-from hitl.checkpoints import CheckpointView, Suggestion, TicketView, Verdict, check_review, is_valid_text
+from hitl.checkpoints import (
+    CheckpointView,
+    Suggestion,
+    TicketView,
+    Verdict,
+    check_review,
+    distinct_people,
+    is_valid_text,
+    same_person,
+)
 from hitl.lifecycle import proposals
 from hitl.lifecycle.effects import apply_checkpoint, apply_in_session
 from hitl.lifecycle.resources import LifecycleResources
@@ -403,6 +412,7 @@ def build_view(
         approvals_needed=approvals_needed,
         approved_by=approved_by,
         problems=problems or [],
+        deadline=min((d.deadline for d in decisions if d.status == "waiting" and d.deadline), default=None),
     )
 
 
@@ -544,6 +554,8 @@ def record_answer(
     """Record an operator's answer, or say why it cannot be recorded (then nothing is written)."""
     reviewer = str(answer.get("reviewer") or "").strip()
     with res.db.session() as session:
+        if key is not None and _logged(session, ticket_id, "review.recorded", key):
+            return AnswerResult(recorded=True)  # a resumed flow replaying an answer already recorded
         ticket = session.get(Ticket, ticket_id)
         assert ticket is not None
         decisions = _decisions(session, [ticket_id], checkpoint)[ticket_id]
@@ -557,9 +569,11 @@ def record_answer(
                 ],
             )
         waiting = [d for d in decisions if d.status == "waiting"]
-        already = [r for d in decisions for r in _reviews(session, d.id) if r.reviewer == reviewer]
-        if already and (not waiting or _same_answer(already, answer)):
-            return AnswerResult(recorded=True)  # a resumed flow replaying an answer already recorded
+        if key is None:  # no pause key to tell a replay by: the same reviewer's same answer is one
+            mine = [r for d in decisions for r in _reviews(session, d.id)]
+            already = [r for r in mine if same_person(r.reviewer, reviewer)]
+            if already and (not waiting or _same_answer(already, answer)):
+                return AnswerResult(recorded=True)
         if not waiting:
             return AnswerResult(recorded=False, problems=["this checkpoint is no longer waiting for input"])
         view = build_view(res, session, ticket, checkpoint, decisions)
@@ -574,7 +588,7 @@ def record_answer(
                     data={"checkpoint": checkpoint, "problems": verdict, "key": key},
                 )
             return AnswerResult(recorded=False, problems=verdict)
-        _store_verdict(session, ticket, decisions, view, verdict, flow_run_id)
+        _store_verdict(session, ticket, decisions, view, verdict, flow_run_id, key)
     return AnswerResult(recorded=True)
 
 
@@ -589,6 +603,7 @@ def _store_verdict(
     view: CheckpointView,
     verdict: Verdict,
     flow_run_id: str | None,
+    key: str | None = None,
 ) -> None:
     now = utcnow()
     field_of = {"triage": None, "escalation": "tier", "remediation": "runbook", "reply": "reply_text"}
@@ -627,7 +642,7 @@ def _store_verdict(
         )
         session.flush()
         approvals = [r for r in _reviews(session, d.id) if r.action in ("approve", "override")]
-        enough = len({r.reviewer for r in approvals}) >= view.approvals_needed
+        enough = distinct_people(r.reviewer for r in approvals) >= view.approvals_needed
         if action in ("reject", "escalate") or enough:
             d.final_value, d.status, d.decided_at = final_value, "decided", now
         append_event(
@@ -648,6 +663,7 @@ def _store_verdict(
                 "approvals": len(approvals),
                 "approvals_needed": view.approvals_needed,
                 "flow_run_id": flow_run_id,
+                "key": key,  # the pause key it answered: a re-run replaying it records nothing twice
             },
         )
     if verdict.action == "escalate":
