@@ -48,6 +48,7 @@ LIFECYCLE_KINDS: tuple[str, ...] = (
     "review.refused",  # a submitted review was rejected (invalid input, not authorised, too late)
     "action.executed",  # a runbook ran under its idempotency key, with status and output digest
     "action.skipped_duplicate",  # a re-run found the idempotency key already executed
+    "action.not_run",  # an approved runbook this deployment cannot run (executor not configured): escalated
     "action.result_unknown",  # an execution is still "running" with nobody behind it: not re-run, escalated
     "action.result_recorded",  # a person checked the target system and recorded an unknown result
     "lifecycle.recovered",  # a lifecycle run whose process died: restarted, result unknown, or escalated

@@ -136,7 +136,7 @@ def test_append_refuses_arguments_the_columns_cannot_hold(database: Database) ->
 
 
 def test_lifecycle_kinds_are_documented() -> None:
-    assert "review.recorded" in LIFECYCLE_KINDS and len(set(LIFECYCLE_KINDS)) == len(LIFECYCLE_KINDS) == 14
+    assert "review.recorded" in LIFECYCLE_KINDS and len(set(LIFECYCLE_KINDS)) == len(LIFECYCLE_KINDS) == 15
 
 
 # ---------------------------------------------------------------- concurrency

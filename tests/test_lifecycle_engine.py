@@ -3,6 +3,7 @@ timeouts and idempotent replays, on SQLite and PostgreSQL, with real executors."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from datetime import timedelta
@@ -353,6 +354,66 @@ def test_hitl_resume_refuses_late_answers_and_set_on_the_answer_fields(
     late = run_cli("resume", run_id[:8], "--decision", "approve", "--reviewer", "alice")
     assert late.returncode == 1 and "this checkpoint timed out at" in late.stderr, late.stderr
     assert late.stderr.count("\n") == 1 and count(database, Review) == 0
+
+
+def test_a_runbook_this_deployment_cannot_run_is_not_offered_and_escalates_if_approved(
+    res: LifecycleResources, database: Database, rmm: Rmm, settings: Settings
+) -> None:
+    """Without HITL_RMM_WEBHOOK_URL (as under `make run`) webhook runbooks were still proposed; two
+    approvals of one failed the ticket's run ("needs HITL_RMM_WEBHOOK_URL") and left the ticket
+    waiting in no queue. They are not offered now, and one approved while it could run escalates."""
+    from hitl.lifecycle.bootstrap import unavailable_runbooks
+
+    catalog = load_runbook_catalog()
+    webhook = sorted(r for r, rb in catalog.items() if rb.executor == "webhook")
+    assert webhook and sorted(unavailable_runbooks(settings, catalog)) == webhook
+    with_rmm = settings.model_copy(update={"rmm_webhook_url": rmm.url})
+    assert unavailable_runbooks(with_rmm, catalog) == {}
+
+    ticket_id, state = _at_four_eyes(res, database)  # proposed while the RMM webhook was configured
+    assert state.view is not None and state.view.suggestions[0].ai_value == "firewall-allow-rule"
+    for name in ("bob", "carol"):
+        assert engine.record_answer(res, ticket_id, "remediation", {"decision": "approve", "reviewer": name})
+    without_rmm = dataclasses.replace(res, unavailable_runbooks=unavailable_runbooks(settings, catalog))
+    for _ in range(2):  # a replay says the same and logs nothing twice
+        stopped = engine.advance(without_rmm, [ticket_id])[ticket_id]
+        assert stopped.status is engine.StageStatus.STOPPED and "cannot run here" in stopped.message
+    engine.finish(without_rmm, ticket_id, stopped.message)
+    assert not rmm.requests and count(database, ActionExecution) == 0
+    with database.session() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None and (ticket.assigned_queue, ticket.status) == ("escalation", "escalated")
+        events = session.execute(select(AuditEvent).where(AuditEvent.kind == "action.not_run")).scalars()
+        assert len(list(events)) == 1
+
+    record = TicketRecord(
+        external_id="FW-2",
+        client="Northgate Freight & Logistics",
+        subject="Please whitelist 198.51.100.9 on port 443",
+        body="Please add an allow rule on the firewall so 198.51.100.9 reaches our web server on port 443.",
+        priority="medium",
+        category="firewall_change",
+    )
+    [other] = ingest(database, [record])
+    state = engine.advance(without_rmm, [other])[other]
+    while state.status is engine.StageStatus.NEEDS_HUMAN and state.checkpoint != "remediation":
+        answer = {"decision": "approve", "reviewer": "alice"}
+        if state.checkpoint == "triage":
+            answer["category"] = "firewall_change"
+            if state.view and state.view.suggestions[0].ai_value != "firewall_change":
+                answer.update(decision="override", reason_code="wrong_category")
+        assert engine.record_answer(without_rmm, other, state.checkpoint, answer).recorded
+        state = engine.advance(without_rmm, [other])[other]
+    with database.session() as session:
+        [runbook] = session.execute(
+            select(Decision).where(Decision.ticket_id == other, Decision.checkpoint == "remediation")
+        ).scalars()
+        assert (
+            runbook.ai_value == "none"
+            and "firewall-allow-rule matches this ticket" in runbook.details["note"]
+        )
+    if state.view is not None and state.checkpoint == "remediation":
+        assert not set(webhook) & set(state.view.suggestions[0].choices or [])
 
 
 def test_timeout_marks_overdue_and_acts_on_nothing(res: LifecycleResources, database: Database) -> None:

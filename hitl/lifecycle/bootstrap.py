@@ -34,6 +34,16 @@ def _executor_factory(settings: Settings) -> Any:
     return executor_for
 
 
+def unavailable_runbooks(settings: Settings, catalog: dict[str, Any]) -> dict[str, str]:
+    """Runbooks whose executor this deployment lacks. Offered anyway, an approved one failed the
+    ticket's run at execution ("needs HITL_RMM_WEBHOOK_URL") and left the ticket waiting, in no
+    queue: `make run` has no RMM tool, and the demo's firewall tickets all matched a webhook runbook."""
+    if settings.rmm_webhook_url:
+        return {}
+    reason = "its executor is the RMM webhook and HITL_RMM_WEBHOOK_URL is not set"
+    return {runbook_id: reason for runbook_id, rb in catalog.items() if rb.executor == "webhook"}
+
+
 def _reply_drafter(settings: Settings) -> Any:
     """Templates are read (and checked) now; drafting's imports (scikit-learn, SciPy: seconds of
     CPU) wait for the first draft, so a flow-run process that stops at an earlier checkpoint never
@@ -72,10 +82,12 @@ def build_resources(settings: Settings, flow_run_id: str | None = None) -> Lifec
     db = get_database(settings)
     with db.session() as session:  # registry rows only: files load later, outside any transaction
         models = ActiveModels.read(session, settings.effective_models_dir, list(settings.heads))
+    runbooks = load_runbook_catalog(settings.runbooks_dir)
     return LifecycleResources(
         db=db,
         models=models,
-        runbooks=load_runbook_catalog(settings.runbooks_dir),
+        runbooks=runbooks,
+        unavailable_runbooks=unavailable_runbooks(settings, runbooks),
         executor_for=_executor_factory(settings),
         reply_drafter=_reply_drafter(settings),
         triage_heads=settings.heads,

@@ -95,6 +95,26 @@ def _queue_reply(session: Session, ticket: Ticket, d: Decision) -> None:
     )
 
 
+def _cannot_run(session: Session, d: Decision, runbook_id: str, why: str, approvers: list[str]) -> str:
+    """An approved runbook this deployment cannot run: nothing is executed, the ticket goes to the
+    escalation queue with the reason (it used to fail the flow run and strand the ticket)."""
+    if d.details.get("execution_status") == "not_run":  # a replay: said and logged once
+        return str(d.details["execution_note"])
+    ticket = session.get(Ticket, d.ticket_id)
+    assert ticket is not None
+    message = f"runbook {runbook_id} cannot run here: {why}; nothing was executed"
+    ticket.assigned_queue = "escalation"
+    d.details = {**d.details, "execution_status": "not_run", "execution_note": message}
+    append_event(
+        session,
+        kind="action.not_run",
+        actor=",".join(approvers) or "system",
+        ticket_id=ticket.id,
+        data={"decision_id": d.id, "runbook": runbook_id, "message": message, "fallback": "escalation queue"},
+    )
+    return message
+
+
 def _apply_remediation(res: LifecycleResources, ticket_id: int, decision_id: int) -> str | None:
     from hitl.remediation.idempotency import execute_once
     from policies.runbooks import validate_parameters
@@ -112,6 +132,11 @@ def _apply_remediation(res: LifecycleResources, ticket_id: int, decision_id: int
             return RESULT_UNKNOWN_MESSAGE
         params = dict(d.details.get("final_parameters") or d.details.get("parameters") or {})
         approvers = _approvers(session, d)
+        why_not = res.unavailable_runbooks.get(runbook_id) or (
+            None if runbook_id in res.runbooks else "it is not in the runbook catalog"
+        )
+        if why_not:  # approved when it could run (or before a catalog change): people take over
+            return _cannot_run(session, d, runbook_id, why_not, approvers)
     runbook = res.runbooks[runbook_id]
     if res.executor_for is None:
         raise HitlError(f"runbook {runbook_id} was approved but no executor is configured in this process")

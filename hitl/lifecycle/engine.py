@@ -351,7 +351,7 @@ def build_view(
             )
             details_title, details = "Why this tier", "\n".join(d.details.get("reasons", []))
         elif checkpoint == "remediation":
-            choices = sorted({*res.runbooks, "none"})
+            choices = sorted({*(r for r in res.runbooks if r not in res.unavailable_runbooks), "none"})
             suggestions.append(
                 Suggestion(
                     field="runbook",

@@ -150,15 +150,17 @@ def propose_remediation(
             if res.runbooks
             else []
         )
+        blocked = [m for m in matches if m.runbook_id in res.unavailable_runbooks]
+        matches = [m for m in matches if m.runbook_id not in res.unavailable_runbooks]
         if not matches:
-            out[t.id] = [
-                Proposal(
-                    head="runbook",
-                    value="none",
-                    confidence=None,
-                    details={"note": "no runbook in the catalog matches this ticket"},
+            note = "no runbook in the catalog matches this ticket"
+            if blocked:
+                first = blocked[0].runbook_id
+                note = (
+                    f"runbook {first} matches this ticket but cannot run here "
+                    f"({res.unavailable_runbooks[first]}): do it by hand"
                 )
-            ]
+            out[t.id] = [Proposal(head="runbook", value="none", confidence=None, details={"note": note})]
             continue
         best = matches[0]
         runbook = res.runbooks[best.runbook_id]

@@ -118,11 +118,14 @@ def waiting_view(session: Session, settings: Settings, flow_run_id: str) -> Chec
             .order_by(Decision.id)
         ).scalars()
     )
+    from hitl.lifecycle.bootstrap import unavailable_runbooks
     from policies.runbooks import load_runbook_catalog
 
+    runbooks = load_runbook_catalog(settings.runbooks_dir)
     res = LifecycleResources(
         db=get_database(settings),
-        runbooks=load_runbook_catalog(settings.runbooks_dir),
+        runbooks=runbooks,
+        unavailable_runbooks=unavailable_runbooks(settings, runbooks),  # the form's choices, as the flow's
         triage_heads=settings.heads,
     )
     return build_view(res, session, ticket, decision.checkpoint, decisions)

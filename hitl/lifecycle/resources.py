@@ -19,6 +19,9 @@ class LifecycleResources:
     # triage heads with an active model: a dict in tests, hitl.ml.service.ActiveModels when built
     models: Mapping[str, LoadedModel] = field(default_factory=dict)
     runbooks: dict[str, Any] = field(default_factory=dict)
+    # runbook id -> why it cannot run in this deployment (its executor is not configured): such a
+    # runbook is never proposed or offered, and one approved earlier escalates instead of failing
+    unavailable_runbooks: dict[str, str] = field(default_factory=dict)
     executor_for: Callable[[Any], Any] | None = None  # runbook -> Executor
     reply_drafter: Callable[..., Any] | None = None  # (ticket, client, session) -> ReplyDraft
     triage_heads: tuple[str, ...] = ("category", "priority")
