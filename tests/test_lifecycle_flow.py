@@ -310,6 +310,26 @@ def test_high_risk_remediation_needs_two_reviewers_and_runs_once(stack: Stack) -
         assert execution.status == "succeeded" and sorted(execution.approved_by) == ["bob", "carol"]
 
 
+def test_lifecycle_start_refuses_unknown_tickets_and_a_second_run(stack: Stack) -> None:
+    """`hitl lifecycle start` started a run for a ticket that does not exist (it failed later with
+    KeyError) and a second run beside a waiting one (both suspended; an answer to either was lost)."""
+    stack.policy(triage={"autonomy": False, "audit_rate": 0.0}, escalation=LENIENT, reply=LENIENT)
+    record = TicketRecord(external_id=f"T-{uuid.uuid4().hex[:6]}", client="Harbor Point Dental Group",
+                          subject="Printer on floor 4", body="paper jam again", priority="low")  # fmt: skip
+    ticket_id, run_id = stack.start(record)
+    stack.suspended(run_id)
+    second = run_cli("lifecycle", "start", str(ticket_id))
+    assert second.returncode == 1 and second.stderr.count("\n") == 1, second.stderr
+    assert f"ticket {ticket_id} already has lifecycle run {run_id} (Suspended)" in second.stderr
+    for missing in ("99999", "-1"):
+        unknown = run_cli("lifecycle", "start", "--", missing)
+        assert unknown.returncode == 1 and f"no ticket {missing} in the store" in unknown.stderr
+    runs = httpx.post(
+        f"{stack.api}/flow_runs/filter", json={"flow_runs": {"tags": {"all_": [f"ticket-{ticket_id}"]}}}
+    )
+    assert [r["id"] for r in runs.json()] == [run_id]
+
+
 def test_two_operators_resume_the_same_checkpoint_at_once(stack: Stack) -> None:
     """Fault test (issue #7): two `hitl resume` processes answer the same waiting checkpoint at the
     same moment; exactly one review is recorded and the other operator is told, in one line."""

@@ -200,10 +200,20 @@ def audit_verify(json_output: bool = JSON_OPTION) -> None:
 @lifecycle_app.command("start")
 def lifecycle_start(ticket_id: int = typer.Argument(...)) -> None:
     """Start (or continue) a ticket's lifecycle as a run of the ticket-lifecycle deployment."""
-    from hitl.lifecycle.runs import start_lifecycle_runs
+    from hitl.lifecycle.runs import start_lifecycle_runs, unfinished_runs_of
     from hitl.prefect_env import configure_prefect
+    from hitl.store.orm import Ticket
 
-    configure_prefect(get_settings())
+    settings = get_settings()
+    with get_database(settings).session() as session:
+        if session.get(Ticket, ticket_id) is None:  # the run would fail on it ("KeyError: 99999")
+            raise HitlError(f"no ticket {ticket_id} in the store (see `hitl tickets list`)")
+    configure_prefect(settings)
+    for run_id, state in unfinished_runs_of(ticket_id):
+        raise HitlError(
+            f"ticket {ticket_id} already has lifecycle run {run_id} ({state}): answer it with "
+            f"`hitl resume {run_id[:8]} ...` (see `hitl queue`)"
+        )
     started = start_lifecycle_runs([ticket_id])
     out.print(f"ticket {ticket_id}: flow run {started[ticket_id]}")
 

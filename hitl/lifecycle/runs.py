@@ -31,6 +31,30 @@ def start_lifecycle_runs(ticket_ids: Sequence[int]) -> dict[int, str]:
     return started
 
 
+def unfinished_runs_of(ticket_id: int) -> list[tuple[str, str]]:
+    """(flow run id, state name) of the ticket's lifecycle runs that have not finished: scheduled,
+    pending, running or waiting for input. A second run beside one of these asks the same questions
+    twice, and an answer given to the other one is never read."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    unfinished = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=["lifecycle", f"ticket-{ticket_id}"]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=unfinished)),
+            )
+        )
+    return [(str(r.id), r.state.name if r.state else "unknown") for r in runs]
+
+
 def cancel_waiting_run(flow_run_id: str) -> None:
     """Cancel a suspended run whose checkpoint timed out: a late resume must not act."""
     from uuid import UUID
