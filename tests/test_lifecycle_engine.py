@@ -23,6 +23,7 @@ from hitl.demo import generate_tickets
 from hitl.ingestion import pipeline as ingestion
 from hitl.lifecycle import engine
 from hitl.lifecycle.bootstrap import _reply_drafter
+from hitl.lifecycle.queue import approval_queue
 from hitl.lifecycle.resources import LifecycleResources
 from hitl.ml.dataset import LabelledSet, label_of, ticket_text
 from hitl.ml.pipelines import PipelineSpec
@@ -138,6 +139,7 @@ def test_batch_path_decides_and_waits(res: LifecycleResources, database: Databas
         lenient.checkpoints["reply"].threshold = 0.0
         create_version(session, lenient, "test", "let confident drafts go out in this test")
     ids = ingest(database, generate_tickets(count=40, seed=3))
+    res.flow_run_id = batch_run = "5d0c8f4e-0000-4000-8000-00000000b47c"  # as under the ingestion flow
     states = engine.advance(res, ids)
     done = [t for t, s in states.items() if s.status is engine.StageStatus.DONE]
     waiting = [t for t, s in states.items() if s.status is engine.StageStatus.NEEDS_HUMAN]
@@ -152,6 +154,13 @@ def test_batch_path_decides_and_waits(res: LifecycleResources, database: Databas
         assert {d.checkpoint for d in decisions} == {"triage", "escalation", "remediation", "reply"}
         assert all(d.policy_version == 2 and d.threshold is not None for d in decisions)
         assert all((d.route == "HUMAN") == (d.propensity == 1.0) for d in decisions)
+        # The batch run cannot be resumed: a waiting decision names no run until one announces itself
+        # (`hitl queue` showed the finished ingestion run, and `hitl serve` started no run for them).
+        assert {d.flow_run_id for d in decisions if d.status == "waiting"} == {None}
+        assert {d.flow_run_id for d in decisions if d.status != "waiting"} == {batch_run}
+        assert {i.flow_run_id for i in approval_queue(session, "http://ui")} == {None}
+        created = session.execute(select(AuditEvent.body).where(AuditEvent.kind == "decision.created"))
+        assert {json.loads(body)["data"]["flow_run_id"] for body in created.scalars()} == {batch_run}
         for t in done:
             ticket = session.get(Ticket, t)
             assert (

@@ -329,6 +329,19 @@ def test_lifecycle_start_refuses_unknown_tickets_and_a_second_run(stack: Stack) 
     )
     assert [r["id"] for r in runs.json()] == [run_id]
 
+    # `hitl serve` starts runs for waiting tickets that name none, but not beside a run that has not
+    # announced itself yet (started, still in the runner's backlog)
+    from hitl.lifecycle.runs import cancel_waiting_run, start_runs_for_waiting
+
+    with stack.db.session() as session:
+        for d in session.execute(select(Decision).where(Decision.ticket_id == ticket_id)).scalars():
+            d.flow_run_id = None if d.status == "waiting" else d.flow_run_id
+    assert start_runs_for_waiting() == {}
+    cancel_waiting_run(run_id)
+    [(again, new_run)] = start_runs_for_waiting().items()
+    assert again == ticket_id and new_run != run_id
+    stack.suspended(new_run)
+
 
 def test_two_operators_resume_the_same_checkpoint_at_once(stack: Stack) -> None:
     """Fault test (issue #7): two `hitl resume` processes answer the same waiting checkpoint at the

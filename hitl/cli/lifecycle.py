@@ -75,7 +75,7 @@ def _run_cell(flow_run_id: str | None, link: str | None, width: int) -> Text | s
     """Short enough to keep the table readable in 80 columns, and enough for `hitl resume`; where
     the terminal supports links, a click opens the run's form in the Prefect UI."""
     if not flow_run_id:
-        return "(no run: start `hitl serve`)"
+        return "(no run yet: `hitl serve` starts it)"
     return Text(flow_run_id[:width], style=Style(link=link) if link else "")
 
 

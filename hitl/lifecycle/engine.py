@@ -171,7 +171,9 @@ def propose_and_route(
                     "propensity": propensity,
                     "final_value": p.value if automatic else None,
                     "status": "auto" if automatic else "waiting",
-                    "flow_run_id": res.flow_run_id,
+                    # the run that waits for it, set when one announces itself (announce_waiting): the
+                    # batch path's run (the ingestion) cannot be resumed, and `hitl queue` listed it
+                    "flow_run_id": res.flow_run_id if automatic else None,
                     "reason": reason,
                     "details": p.details,
                     "deadline": None if automatic else now + timedelta(minutes=timeout),
@@ -204,6 +206,7 @@ def propose_and_route(
                     "route": row["route"],
                     "propensity": row["propensity"],
                     "reason": row["reason"],
+                    "flow_run_id": res.flow_run_id,  # the run that made it
                 },
             )
             for decision_id, row in zip(ids, rows, strict=True)

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from hitl.errors import HitlError
 
 DEPLOYMENT = "ticket-lifecycle/ticket-lifecycle"
+UNFINISHED = ["SCHEDULED", "PENDING", "RUNNING", "PAUSED"]  # Prefect state types of a live run
 
 
 def start_lifecycle_runs(ticket_ids: Sequence[int]) -> dict[int, str]:
@@ -42,14 +44,12 @@ def unfinished_runs_of(ticket_id: int) -> list[tuple[str, str]]:
         FlowRunFilterStateType,
         FlowRunFilterTags,
     )
-    from prefect.client.schemas.objects import StateType
 
-    unfinished = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
                 tags=FlowRunFilterTags(all_=["lifecycle", f"ticket-{ticket_id}"]),
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=unfinished)),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=UNFINISHED)),
             )
         )
     return [(str(r.id), r.state.name if r.state else "unknown") for r in runs]
@@ -78,13 +78,32 @@ def start_runs_for_waiting() -> dict[int, str]:
     from hitl.store.orm import Decision
 
     with get_database().session() as session:
-        ids = sorted(
-            set(
-                session.execute(
-                    select(Decision.ticket_id).where(
-                        Decision.status == "waiting", Decision.flow_run_id.is_(None)
-                    )
-                ).scalars()
-            )
+        ids = set(
+            session.execute(
+                select(Decision.ticket_id).where(Decision.status == "waiting", Decision.flow_run_id.is_(None))
+            ).scalars()
         )
-    return start_lifecycle_runs(ids) if ids else {}
+    if ids:  # a run started but not yet at its checkpoint (a runner backlog) has not announced itself
+        ids -= tickets_with_unfinished_runs()
+    return start_lifecycle_runs(sorted(ids)) if ids else {}
+
+
+def tickets_with_unfinished_runs() -> set[int]:
+    """Tickets whose lifecycle run is scheduled, pending, running or waiting: one Prefect query."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=["lifecycle"]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=UNFINISHED)),
+            ),
+            limit=None,
+        )
+    return {int(t.removeprefix("ticket-")) for r in runs for t in r.tags if re.fullmatch(r"ticket-\d+", t)}
