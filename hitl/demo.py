@@ -12,7 +12,9 @@ import csv
 import json
 import os
 import random
+import re
 import secrets
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,6 +28,7 @@ from policies.clients import load_client_catalog
 CANONICAL_COLUMNS: tuple[str, ...] = (
     "external_id",
     "client",
+    "requester_email",
     "subject",
     "body",
     "created_at",
@@ -972,6 +975,19 @@ _POOLS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _requester(username: str, client: str | None) -> str | None:
+    """The demo requester's address at their company (no draw from the generator: adding it kept
+    every other field of a seeded batch as it was)."""
+    if client is None:
+        return None
+
+    def ascii_slug(text: str, keep: str) -> str:
+        plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+        return re.sub(rf"[^a-z0-9{keep}]+", "-" if keep == "" else "", plain).strip("-.")
+
+    return f"{ascii_slug(username, '.') or 'user'}@{ascii_slug(client, '')}.example"
+
+
 def _slots(rng: random.Random, category: _Category, created_at: datetime, system: str) -> dict[str, str]:
     """Every slot is drawn for every ticket: templates can then use any slot without bookkeeping."""
     slots = {name: rng.choice(category.pools.get(name, pool)) for name, pool in _POOLS.items()}
@@ -1075,6 +1091,7 @@ def generate_tickets(
         record = TicketRecord(
             external_id=external_id,
             client=client,
+            requester_email=_requester(slots["username"], client),
             subject=subject,
             body=body,
             created_at=created_at,

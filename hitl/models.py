@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -122,6 +123,24 @@ OptDatetime = Annotated[datetime | None, BeforeValidator(_aware_datetime)]
 OptText = Annotated[str | None, BeforeValidator(_blank_to_none)]
 
 
+_PLAIN_ADDRESS = re.compile(r"[^@\s,;<>\"()]+@[^@\s,;<>\"()]+\.[^@\s,;<>\"()]+")
+
+
+def _email(value: Any) -> Any:
+    """The requester's address, where approved replies go: one plain address or nothing (no display
+    name, no list: the outbox puts it in the To header as it is)."""
+    value = _blank_to_none(value)
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not _PLAIN_ADDRESS.fullmatch(text):
+        raise ValueError(f"not an e-mail address: {text[:80]!r}")
+    return text
+
+
+Email = Annotated[Annotated[str, Field(max_length=320)] | None, BeforeValidator(_email)]
+
+
 class TicketRecord(BaseModel):
     """One ticket from any source, after its column mapping; the unit of validation."""
 
@@ -129,6 +148,7 @@ class TicketRecord(BaseModel):
 
     external_id: Annotated[str, BeforeValidator(_label), Field(min_length=1, max_length=200)]
     client: Label = None
+    requester_email: Email = None  # who raised it: approved replies are sent there
     subject: Annotated[str, Field(max_length=1000)] = ""
     body: Annotated[str, Field(min_length=1, max_length=100_000)]
     created_at: OptDatetime = None
@@ -175,6 +195,8 @@ class TicketRecord(BaseModel):
     def content_hash(self) -> str:
         """SHA-256 of the ticket's content: equal hashes mean re-ingesting changes nothing."""
         payload = self.model_dump(mode="json")
+        if payload["requester_email"] is None:  # absent: the hash of tickets stored before the field
+            del payload["requester_email"]
         encoded = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
 

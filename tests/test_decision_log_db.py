@@ -83,7 +83,7 @@ def _rows(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
 def test_migration_adds_reopened_at(database: Database) -> None:
     with database.session() as session:
         columns = {c["name"]: c for c in inspect(session.connection()).get_columns("tickets")}
-    assert database.current_revision() == "0003" == Database.head_revision()
+    assert database.current_revision() == "0004" == Database.head_revision()
     assert columns["reopened_at"]["nullable"]
 
 

@@ -170,6 +170,10 @@ def test_batch_path_decides_and_waits(res: LifecycleResources, database: Databas
             assert session.get(Ticket, t).status == "waiting"  # type: ignore[union-attr]
         replies = session.execute(select(func.count()).select_from(OutboxMessage)).scalar_one()
         assert replies >= len(done) - 5  # done tickets got a reply queued (unless a reviewer rejected)
+        # addressed to the ticket's requester (the outbox had no recipient for any reply before)
+        sent_to = session.execute(select(OutboxMessage.to_address, Ticket.requester_email).join(Ticket)).all()
+        assert sent_to and all(to == requester for to, requester in sent_to)
+        assert sum(to is not None for to, _ in sent_to) >= len(sent_to) - 3  # demo tickets without a client
         assert verify_chain(session).ok
     events = count(database, AuditEvent)
     again = engine.advance(res, ids)  # a replay: nothing new is decided, sent or logged

@@ -46,3 +46,24 @@ def test_content_hash_ignores_representation_not_content() -> None:
     assert make(category="4", urgency="1").content_hash() == make(category=4, urgency=1).content_hash()
     assert make(subject=None).content_hash() == make(subject="").content_hash()
     assert make(body="printer jammed").content_hash() != make(body="printer fixed").content_hash()
+
+
+def test_requester_email_is_one_address_and_leaves_older_hashes_alone() -> None:
+    """Where approved replies go. Absent, the content hash is the one computed before the field
+    existed, so re-ingesting an unchanged source reports nothing as updated."""
+    import hashlib
+    import json
+
+    from hitl.models import TicketRecord
+
+    plain = TicketRecord(external_id="A-1", body="printer jam", requester_email="  ")
+    assert plain.requester_email is None
+    before = plain.model_dump(mode="json")
+    del before["requester_email"]
+    encoded = json.dumps(before, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert plain.content_hash() == hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+    with_address = TicketRecord(external_id="A-1", body="printer jam", requester_email="dana@harbor.example")
+    assert with_address.content_hash() != plain.content_hash()
+    for bad in ("dana", "a@b.example, c@d.example", "Dana <dana@harbor.example>", "x\n@y.example"):
+        with pytest.raises(ValueError, match="not an e-mail address"):
+            TicketRecord(external_id="A-1", body="printer jam", requester_email=bad)

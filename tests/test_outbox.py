@@ -27,7 +27,7 @@ from hitl.replies.outbox import claim
 from hitl.store.db import Database
 from hitl.store.orm import Client, Decision, OutboxMessage, Ticket
 
-from .support import free_port
+from .support import free_port, run_cli
 
 PASSWORD = "s3cret-Pa55word"
 
@@ -198,7 +198,13 @@ def test_send_pending_against_a_real_smtp_server(
     report = sender.send_pending(database)
 
     assert report.error is None
-    assert (report.attempted, report.sent, report.failed, report.deferred) == (4, 1, 2, 1)
+    assert (report.attempted, report.sent, report.failed, report.deferred, report.no_recipient) == (
+        3,
+        1,
+        1,
+        1,
+        1,
+    )
     assert report.sent_ids == [good.id]
     assert len(smtp_server.received) == 1
     mailfrom, recipients, received = smtp_server.received[0]
@@ -216,7 +222,8 @@ def test_send_pending_against_a_real_smtp_server(
     assert "550" in (_status(database, rejected.id).error or "")
     assert _status(database, deferred.id).status == OutboxStatus.queued
     assert "451" in (_status(database, deferred.id).error or "")
-    assert _status(database, no_address.id).error == "no recipient address"
+    assert _status(database, no_address.id).status == OutboxStatus.queued  # for a PSA integration
+    assert _status(database, no_address.id).error is None
     assert _status(database, taken.id).status == OutboxStatus.sending
 
     # a second run sends nothing twice: only the deferred message is tried (and deferred) again
@@ -274,3 +281,26 @@ def test_sender_settings_are_checked() -> None:
         SmtpSender("smtp.example", 0, "a@example.com")
     with pytest.raises(ValueError, match="e-mail address"):
         SmtpSender("smtp.example", 25, "not-an-address")
+
+
+def test_outbox_send_exits_1_when_a_reply_failed_and_keeps_replies_without_a_recipient(
+    database: Database, ticket: tuple[int, list[int]], smtp_server: SmtpServer
+) -> None:
+    """A scheduler runs `hitl outbox send`: a reply refused for good must not exit 0, and a reply
+    whose ticket has no requester address stays queued (it was failed for good, with every reply of
+    a source that gives no addresses)."""
+    ticket_id, decisions = ticket
+    good = _queue(database, ticket_id, decisions[0])
+    rejected = _queue(database, ticket_id, decisions[1], to_address="reject@harborpoint.example")
+    no_address = _queue(database, ticket_id, decisions[2], to_address=None)
+    env = {"HITL_SMTP_HOST": "127.0.0.1", "HITL_SMTP_PORT": str(smtp_server.port),
+           "HITL_SMTP_SENDER": "servicedesk@msp.example", "HITL_SMTP_STARTTLS": "false"}  # fmt: skip
+    result = run_cli("outbox", "send", env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "sent 1, failed 1, deferred 0, kept queued without a recipient 1" in result.stdout
+    assert (
+        result.stderr.strip().splitlines()[-1] == "error: 1 repl(ies) failed for good: see `hitl outbox list`"
+    )
+    assert _status(database, good.id).status == OutboxStatus.sent
+    assert _status(database, rejected.id).status == OutboxStatus.failed
+    assert _status(database, no_address.id).status == OutboxStatus.queued

@@ -160,6 +160,7 @@ def _play(s: Scenario) -> None:
     record = TicketRecord(
         external_id="SECRET-FW-1",
         client="Northgate Freight & Logistics",
+        requester_email="it.lead@northgate.example",
         subject="Whitelist 198.51.100.23 on port 8443 (firewall change)",
         body="Please add an allow rule on the firewall so 198.51.100.23 can reach our SFTP "
         "server on TCP port 8443.",
@@ -182,7 +183,7 @@ def _play(s: Scenario) -> None:
     s.waiting(ticket_id, "remediation", run_id)
     s.cli("resume", run_id, "--decision", "approve", "--reviewer", "carol")
     assert s.stack.finished(run_id) == "COMPLETED"
-    s.cli("outbox", "send", ok=False)  # the reply has no recipient address: it fails, after the login
+    s.cli("outbox", "send")  # the reply goes to the requester, after the login
     s.cli("outbox", "list", "--json")
     s.cli("audit", "show", str(ticket_id), "--json")
     s.cli("audit", "verify")

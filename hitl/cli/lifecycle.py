@@ -282,9 +282,16 @@ def outbox_send() -> None:
         starttls=settings.smtp_starttls,
     )
     report = sender.send_pending(get_database(settings))
-    out.print(f"sent {report.sent}, failed {report.failed}, deferred {report.deferred}")
+    line = f"sent {report.sent}, failed {report.failed}, deferred {report.deferred}"
+    if report.no_recipient:
+        line += (
+            f", kept queued without a recipient {report.no_recipient} (their tickets have no requester_email)"
+        )
+    out.print(line)
     if report.error:
         raise HitlError(report.error)
+    if report.failed:  # a scheduler must see it: failed replies are not retried
+        raise HitlError(f"{report.failed} repl(ies) failed for good: see `hitl outbox list`")
 
 
 action_app = typer.Typer(

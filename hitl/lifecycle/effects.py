@@ -75,7 +75,7 @@ def _queue_reply(session: Session, ticket: Ticket, d: Decision) -> None:
         session,
         ticket_id=ticket.id,
         decision_id=d.id,
-        to_address=None,
+        to_address=ticket.requester_email,  # None: kept in the outbox for a PSA integration to post
         subject=str(d.details.get("subject") or f"Re: {ticket.subject}"),
         draft_body=draft,
         final_body=final,

@@ -45,6 +45,9 @@ class SendReport(BaseModel):
     sent: int = 0
     failed: int = 0
     deferred: int = 0
+    # queued replies whose ticket has no requester address: left queued (a PSA integration can post
+    # them; e-mail cannot), never failed: failing them lost every reply of a source without addresses
+    no_recipient: int = 0
     sent_ids: list[int] = Field(default_factory=list)
     failures: list[SendFailure] = Field(default_factory=list)
     error: str | None = None
@@ -120,7 +123,9 @@ class SmtpSender:
         """Send queued messages, oldest first, and record each outcome in its own transaction."""
         report = SendReport()
         with db.session() as session:
-            ids = [message.id for message in pending(session, limit)]
+            queued = pending(session, limit)
+        ids = [message.id for message in queued if message.to_address]
+        report.no_recipient = len(queued) - len(ids)
         if not ids:
             return report
         try:

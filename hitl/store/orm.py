@@ -110,6 +110,7 @@ class Ticket(Base):
     lifecycle_stage: Mapped[str | None] = mapped_column(String(30))
     overdue_at: Mapped[datetime | None]
     reopened_at: Mapped[datetime | None]  # first time the source reopened it after resolved/closed
+    requester_email: Mapped[str | None] = mapped_column(String(320))  # where approved replies go
 
 
 class SourceCursor(Base):

@@ -53,6 +53,7 @@ def _columns(item: PreparedTicket, source: str, run_id: str | None, now: datetim
         "source": source,
         "external_id": r.external_id,
         "client_id": item.client_id,
+        "requester_email": r.requester_email,
         "subject": r.subject,
         "body": r.body,
         "created_at": r.created_at or now,
