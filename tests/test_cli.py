@@ -223,3 +223,12 @@ def test_policy_history_and_rollback(settings: Settings) -> None:
     assert [(h["version"], h["created_by"]) for h in history] == [(2, "ana"), (1, "system")]
     assert "rollback to v1: back to the file" in history[0]["reason"]
     assert run_cli("audit", "verify").returncode == 0
+
+
+def test_audit_show_of_a_ticket_that_does_not_exist_says_so(tmp_path: Path) -> None:
+    """It printed "0 event(s)" and exit 0, as for a ticket whose events had been erased."""
+    result = run_cli("audit", "show", "99999", env={"HITL_HOME": str(tmp_path)})
+    assert (
+        result.returncode == 1
+        and result.stderr.strip() == "error: no ticket 99999 in the store (see `hitl tickets list`)"
+    )

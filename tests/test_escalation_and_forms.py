@@ -94,6 +94,7 @@ def test_form_schema_offers_valid_choices_prefilled() -> None:
     assert props["decision"]["enum"] == ["approve", "override", "reject", "escalate"]
     assert props["reason_code"]["enum"] == ["none", "wrong_category", "other"]
     assert schema["required"] == ["reviewer"]
+    assert props["comment"]["maxLength"] == 4000 and props["reviewer"]["maxLength"] == 200
 
 
 def test_untrusted_ticket_text_is_rendered_literally() -> None:
@@ -121,6 +122,9 @@ def test_untrusted_ticket_text_is_rendered_literally() -> None:
         ({"decision": "reject", "reviewer": "bob"}, "reject needs a reason code"),
         ({"decision": "approve", "reviewer": " "}, "fill in reviewer"),
         ({"decision": "approve", "reviewer": "bob", "reason_code": "tone"}, "not one of"),
+        # a 1 MB comment went through the UI and was stored with each review and in the audit chain
+        ({"decision": "approve", "reviewer": "bob", "comment": "x" * 4001}, "comment is longer than 4000"),
+        ({"decision": "approve", "reviewer": "b" * 201}, "reviewer is 201 characters: at most 200"),
     ],
 )
 def test_inconsistent_answers_are_refused(answer: dict[str, str], problem: str) -> None:

@@ -160,9 +160,12 @@ def _resume(flow_run_id: str, answer: dict[str, Any]) -> None:
 def audit_show(ticket_id: int = typer.Argument(...), json_output: bool = JSON_OPTION) -> None:
     """A ticket's timeline: every decision, review, action and reply, in order."""
     from hitl.audit import ticket_timeline
+    from hitl.store.orm import Ticket
 
     with get_database().session() as session:
         entries = ticket_timeline(session, ticket_id)
+        if not entries and session.get(Ticket, ticket_id) is None:  # not "0 event(s)", as if erased
+            raise HitlError(f"no ticket {ticket_id} in the store (see `hitl tickets list`)")
     if json_output:
         print_json([e.model_dump(mode="json") for e in entries])
         return
