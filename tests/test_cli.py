@@ -74,6 +74,8 @@ def test_malformed_file_reports_each_row(settings: Settings, tmp_path: Path) -> 
     assert "malformed CSV" in by_row[4] and "'very'" in by_row[5]
     runs = json.loads(run_cli("runs", "list", "--json").stdout)
     assert runs[0]["id"] == report["run_id"] and runs[0]["quarantined"] == 4
+    shown = run_cli("quarantine", "list", "--run", str(report["run_id"]), env={"COLUMNS": "250"}).stdout
+    assert "raw (start)" in shown and "M3,Acme,bad date,vpn down,not-a-date" in shown  # the README's promise
 
 
 def test_drop_folder_and_http_source(settings: Settings, tmp_path: Path) -> None:

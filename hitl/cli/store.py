@@ -116,9 +116,25 @@ def quarantine_list(
         return
     table(
         f"{len(rows)} quarantined record(s)",
-        ["id", "input", "row", "line", "error"],
-        [[r["id"], Path(r["input"]).name, r["row_number"], r["line_number"], r["error"]] for r in rows],
+        ["id", "input", "row", "line", "error", "raw (start)"],
+        [
+            [
+                r["id"],
+                Path(r["input"]).name,
+                r["row_number"],
+                r["line_number"],
+                r["error"],
+                _glimpse(r["raw"]),
+            ]
+            for r in rows
+        ],
     )
+
+
+def _glimpse(raw: object, width: int = 60) -> str:
+    """The start of a quarantined record on one line, so the operator recognises it (--json: whole)."""
+    text = " ⏎ ".join(str(raw or "").splitlines())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 @runs_app.command("list")
