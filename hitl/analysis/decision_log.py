@@ -20,6 +20,12 @@ from hitl.errors import SourceError
 _TEXT_COLUMNS = ("decision_id", "checkpoint", "label", "route", "ai_value", "final_value",
                  "reason_code", "reviewer", "client_id")  # fmt: skip
 _TRUE = frozenset({"true", "1", "yes", "y", "t"})
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+_GUARD = "'"
+# The guard is added to a trigger and to a value that starts with the guard itself, so reading
+# strips exactly one quote from exactly these and every value reads back as it was written.
+_GUARDED = (*FORMULA_TRIGGERS, _GUARD)
 _FALSE = frozenset({"false", "0", "no", "n", "f", ""})
 
 
@@ -35,6 +41,24 @@ def _row_error(path: Path, index: int, message: str) -> DecisionLogError:
 def _first_bad(mask: np.ndarray | pd.Series) -> int | None:
     positions = np.flatnonzero(np.asarray(mask, dtype=bool))
     return int(positions[0]) if positions.size else None
+
+
+def guard_formulas(values: pd.Series) -> pd.Series:
+    """Text cells a spreadsheet would run as a formula, made inert with a leading single quote.
+
+    Ticket, client and reviewer text comes from outside (a client named `=HYPERLINK(...)`), and
+    analysts open the export in a spreadsheet. A value that already starts with a quote gets one
+    too, so `unguard_formulas` can undo exactly what was added."""
+    text = values.fillna("").astype(str)
+    return text.where(~text.str.startswith(_GUARDED), _GUARD + text).astype(object)
+
+
+def unguard_formulas(values: pd.Series) -> pd.Series:
+    """The inverse of `guard_formulas`: one leading quote removed where the guard put it (before a
+    formula character or another quote); `'abc` from another system is left as written."""
+    text = values.astype(str)
+    guarded = text.str.startswith(_GUARD) & text.str.slice(1).str.startswith(_GUARDED)
+    return text.where(~guarded, text.str.slice(1)).astype(object)
 
 
 def read_decision_csv(path: Path) -> pd.DataFrame:
@@ -64,6 +88,8 @@ def read_decision_csv(path: Path) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise DecisionLogError(f"{path}: not a readable CSV: {' '.join(str(exc).split())}") from exc
     frame.columns = [str(c).strip() for c in frame.columns]
+    for column in _TEXT_COLUMNS:
+        frame[column] = unguard_formulas(frame[column])
     return validate_log(frame, path)
 
 
@@ -156,8 +182,12 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_decision_csv(frame: pd.DataFrame, path: Path) -> int:
-    """The exchange format, so another installation (or a spreadsheet) reads exactly what we read."""
+    """The exchange format, so another installation (or a spreadsheet) reads exactly what we read.
+
+    Text cells are formula-guarded (`guard_formulas`); numeric columns are written as numbers."""
     out = frame.loc[:, [*CSV_COLUMNS, *(["reopened"] if "reopened" in frame.columns else [])]].copy()
+    for column in _TEXT_COLUMNS:
+        out[column] = guard_formulas(out[column])
     out["decided_at"] = pd.to_datetime(out["decided_at"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     if "reopened" in out.columns:
         out["reopened"] = np.where(out["reopened"].astype(bool), "true", "false")
