@@ -12,11 +12,11 @@ from sqlalchemy import func, select, text
 from hitl.errors import DatabaseError
 from hitl.ingestion import pipeline
 from hitl.settings import Settings
-from hitl.store.db import Database, create_db_engine
+from hitl.store.db import Database, create_db_engine, redacted
 from hitl.store.orm import Client, IngestionRun, QuarantineRecord, Ticket
 from policies.mappings import load_mapping
 
-from .support import ENDAVA, needs_shared_data
+from .support import ENDAVA, free_port, needs_shared_data, run_cli
 
 CANONICAL_HEADER = "external_id,client,subject,body,created_at,priority,urgency,category\n"
 
@@ -249,3 +249,30 @@ def test_a_database_url_we_cannot_use_is_one_line_without_its_password(url: str,
         create_db_engine(url)
     assert str(refused.value).startswith(message) and "s3cret" not in str(refused.value)
     assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql+psycopg://postgres@127.0.0.1:5999/x?password=QPW123",
+            "postgresql+psycopg://postgres@127.0.0.1:5999/x?password=***",
+        ),
+        (
+            "postgresql+psycopg://ops:s3cret@db/x?sslmode=require&sslpassword=KEYPW&PassWord=QPW123",
+            "postgresql+psycopg://ops:***@db/x?PassWord=***&sslmode=require&sslpassword=***",
+        ),
+    ],
+)
+def test_redacted_hides_passwords_given_as_query_parameters(url: str, shown: str) -> None:
+    """libpq reads `?password=` and `?sslpassword=` as readily as `user:pw@`: both are hidden,
+    the other parameters are kept (they help find the database)."""
+    assert redacted(url) == shown
+
+
+def test_an_unreachable_database_is_named_without_its_query_password(tmp_path: Path) -> None:
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x?password=QPW123"
+    for args in (["db", "current"], ["decisions", "export", str(tmp_path / "x.csv")]):
+        done = run_cli(*args, env={"HITL_HOME": str(tmp_path / "var"), "HITL_DATABASE_URL": url})
+        assert done.returncode == 1 and "cannot reach the database" in done.stderr + done.stdout
+        assert "QPW123" not in done.stderr + done.stdout and "password=***" in done.stderr + done.stdout

@@ -7,6 +7,7 @@ another process (a second ingestion, a worker) writes at the same time.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,10 +30,21 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 72_736_001  # pg_advisory_xact_lock key: one migrator at a time
 
 
+# Query parameters that carry a secret: libpq and psycopg take `password` and `sslpassword` in the
+# URL's query as well as in its userinfo, and other drivers name theirs similarly (`passwd`, `token`).
+_SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token|credential|api_?key", re.IGNORECASE)
+
+
 def redacted(url: str) -> str:
-    """The URL with its password hidden, for messages and logs."""
+    """The URL with its passwords hidden, for messages and logs: the userinfo password and every
+    password-like query parameter (`?password=...` is as good a place for one as `user:pw@`)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        hidden = "REDACTED0SECRET"  # survives URL quoting, unlike "***", and is swapped back below
+        query = {
+            key: (hidden if _SECRET_PARAMETER.search(key) else value) for key, value in parsed.query.items()
+        }
+        return parsed.set(query=query).render_as_string(hide_password=True).replace(hidden, "***")
     except ArgumentError:
         return "<unparseable database URL>"
 
