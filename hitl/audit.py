@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from hitl.store.orm import AuditEvent, utcnow
+from hitl.store.orm import NAME_LENGTH, AuditEvent, utcnow
 
 GENESIS_HASH = "0" * 64
 """The `prev_hash` of the first event."""
@@ -66,7 +66,7 @@ class _EventInput(BaseModel):
     model_config = ConfigDict(strict=True)
 
     kind: Annotated[str, Field(min_length=1, max_length=50)]
-    actor: Annotated[str, Field(min_length=1, max_length=200)]
+    actor: Annotated[str, Field(min_length=1, max_length=NAME_LENGTH)]
     ticket_id: int | None
     data: dict[str, Any]
 

@@ -251,3 +251,28 @@ def test_cli_apply_refuses_another_systems_checkpoints(settings: Settings, tmp_p
                       "--apply", "--reviewer", "ana")  # fmt: skip
     assert refused.returncode == 1 and "intake" in refused.stderr and "not in our policy" in refused.stderr
     assert json.loads(run_cli("policy", "show", "--json").stdout)["version"] == 1  # ... but not change
+
+
+def test_a_reviewer_name_too_long_to_record_is_one_line_and_writes_nothing(
+    settings: Settings, database: Database, evidence: Path
+) -> None:
+    """The history's name columns hold 200 characters: a longer name was a database traceback
+    (PostgreSQL: StringDataRightTruncation; SQLite: pydantic's string_too_long from the audit event)."""
+    long_name = "r" * 300
+    for args in (
+        ["policy", "rollback", "1", "--reviewer", long_name, "--reason", "x"],
+        ["review-thresholds", "--from-csv", str(evidence), "--apply", "--reviewer", long_name],
+    ):
+        refused = run_cli(*args)
+        assert refused.returncode == 1 and refused.stdout == "", refused.stderr[-300:]
+        assert refused.stderr == "error: --reviewer is 300 characters long; at most 200 are recorded\n"
+    assert not settings.effective_reports_dir.exists() or not any(settings.effective_reports_dir.iterdir())
+    with database.session() as session:
+        assert [row.version for row in history(session)] == [1]
+        with pytest.raises(ConfigError, match="at most 200"):
+            rollback(session, 1, long_name, "x")
+        assert session.query(AuditEvent).count() == 0
+    assert check_approval([], {"decision": "reject", "reviewer": long_name, "note": "n"}) == [
+        "reviewer is 300 characters long; at most 200 are recorded"
+    ]
+    assert run_cli("policy", "rollback", "1", "--reviewer", "r" * 200, "--reason", "x").returncode == 0

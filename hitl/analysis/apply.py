@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from hitl.analysis.models import PolicyChange, ReviewResult
 from hitl.analysis.review import group_key
 from hitl.errors import ConfigError
-from hitl.store.orm import PolicyVersion
+from hitl.store.orm import PolicyVersion, name_problem
 from policies.checkpoint_policy import Overrides, PolicyDocument, parse_policy
 
 ApprovalDecision = Literal["approve_all", "approve_some", "reject"]
@@ -121,9 +121,14 @@ def _select(result: ReviewResult, approved_keys: set[str] | None) -> list[Policy
     return [c for c in changes if c.key in approved_keys]
 
 
-def _required_reviewer(reviewer: str) -> str:
+def required_reviewer(reviewer: str, what: str = "the reviewer's name") -> str:
+    """The approver's name as recorded; refused (before anything is written) when blank or longer
+    than the history's column holds."""
     if not reviewer or not reviewer.strip():
         raise ConfigError("a reviewer name is required: the policy history records who approved the change")
+    problem = name_problem(reviewer.strip(), what)
+    if problem:
+        raise ConfigError(problem)
     return reviewer.strip()
 
 
@@ -150,7 +155,7 @@ def apply_review(
     from hitl.audit import append_event
     from hitl.store.policies import create_version, current_policy
 
-    who = _required_reviewer(reviewer)
+    who = required_reviewer(reviewer)
     chosen = _select(result, approved_keys)
     if not chosen:
         return None
@@ -185,7 +190,7 @@ def reject_review(
     append_event(
         session,
         kind="policy.review_rejected",
-        actor=_required_reviewer(reviewer),
+        actor=required_reviewer(reviewer),
         ticket_id=None,
         data={
             "proposed": [c.model_dump(mode="json") for c in proposed_changes(result)],

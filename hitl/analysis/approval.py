@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from hitl.analysis.apply import DECISIONS, ApprovalDecision, fmt, window_text
 from hitl.analysis.models import PolicyChange, ReviewResult
+from hitl.store.orm import name_problem
 from hitl.text import code_span, escape_markdown
 
 
@@ -48,6 +49,8 @@ def check_approval(changes: list[PolicyChange], submitted: dict[str, Any]) -> Ap
         problems.append(f"decision must be one of {', '.join(DECISIONS)}")
     if not reviewer:
         problems.append("fill in reviewer: the policy history records who approved the change")
+    elif problem := name_problem(reviewer, "reviewer"):
+        problems.append(problem)
     if not note:
         problems.append("fill in note: say why (it is recorded with the new policy version)")
     unknown = sorted(set(keys) - {c.key for c in changes})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from hitl.cli.common import JSON_OPTION, out, print_json, table
+from hitl.errors import ConfigError
 from hitl.store.db import get_database
 
 policy_app = typer.Typer(help="Checkpoint policy versions.", no_args_is_help=True)
@@ -87,8 +88,12 @@ def policy_rollback(
 ) -> None:
     """Put an earlier version's settings in force as a new version (history only grows)."""
     from hitl.audit import append_event
+    from hitl.store.orm import name_problem
     from hitl.store.policies import rollback
 
+    problem = name_problem(reviewer.strip(), "--reviewer")
+    if problem:  # one line, before the database is touched
+        raise ConfigError(problem)
     with get_database().session() as session:
         row = rollback(session, version, reviewer, reason)
         append_event(

@@ -73,6 +73,10 @@ def review_thresholds(
 
     if apply and not (reviewer or "").strip():
         raise ConfigError("--apply needs --reviewer NAME: the policy history records who approved the change")
+    if apply:
+        from hitl.analysis.apply import required_reviewer
+
+        required_reviewer(reviewer or "", "--reviewer")  # before the review writes its report
     try:
         params = ReviewParams(
             since=parse_moment("--since", since),

@@ -10,6 +10,18 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+# A person's name as recorded: reviews.reviewer, policy_versions.created_by, audit_events.actor,
+# outbox approved_by. Checked before anything is written (`name_problem`), so a longer name is a
+# one-line refusal instead of a truncation error from the database.
+NAME_LENGTH = 200
+
+
+def name_problem(name: str, what: str) -> str | None:
+    """Why `name` cannot be recorded as `what` (None: it can)."""
+    if len(name) > NAME_LENGTH:
+        return f"{what} is {len(name)} characters long; at most {NAME_LENGTH} are recorded"
+    return None
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -209,7 +221,7 @@ class Review(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id"), index=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
-    reviewer: Mapped[str] = mapped_column(String(200))
+    reviewer: Mapped[str] = mapped_column(String(NAME_LENGTH))
     action: Mapped[str] = mapped_column(String(20))
     final_value: Mapped[str | None] = mapped_column(String(200))
     reason_code: Mapped[str | None] = mapped_column(String(50))
@@ -227,7 +239,7 @@ class PolicyVersion(Base):
     version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     document: Mapped[dict[str, Any]] = mapped_column(JSON)
     sha256: Mapped[str] = mapped_column(String(64))
-    created_by: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(NAME_LENGTH))
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -240,7 +252,7 @@ class AuditEvent(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     ticket_id: Mapped[int | None] = mapped_column(Integer, index=True)
     kind: Mapped[str] = mapped_column(String(50))
-    actor: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(NAME_LENGTH))
     body: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -282,7 +294,7 @@ class OutboxMessage(Base):
     body: Mapped[str] = mapped_column(Text)
     draft_body: Mapped[str] = mapped_column(Text)
     edit_distance: Mapped[int] = mapped_column(default=0)
-    approved_by: Mapped[str | None] = mapped_column(String(200))
+    approved_by: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
     status: Mapped[str] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hitl.errors import ConfigError
-from hitl.store.orm import PolicyVersion, utcnow
+from hitl.store.orm import PolicyVersion, name_problem, utcnow
 from policies.checkpoint_policy import PolicyDocument, load_policy_file, parse_policy
 
 
@@ -64,6 +64,9 @@ def create_version(session: Session, document: PolicyDocument, created_by: str, 
     """A new version in force from now on; who and why are required, never defaulted."""
     if not created_by.strip() or not reason.strip():
         raise ConfigError("a new policy version needs who approved it and why")
+    problem = name_problem(created_by.strip(), "the approver's name")
+    if problem:
+        raise ConfigError(problem)
     current_policy(session)
     latest = session.execute(select(func.max(PolicyVersion.version))).scalar_one()
     return _insert(session, int(latest) + 1, document, created_by.strip(), reason.strip())
