@@ -156,3 +156,13 @@ def test_a_quote_from_another_system_is_kept_unless_it_guards_a_formula(tmp_path
     ]
     log = read_decision_csv(_write(tmp_path, rows))
     assert log.loc[0, "reviewer"] == "'o'brien" and log.loc[0, "client_id"] == "-acme"
+
+
+def test_a_byte_order_mark_is_read_as_excels_csv_utf8(tmp_path: Path) -> None:
+    """Excel saves "CSV UTF-8" with a BOM; it read as part of the first header, so decision_id was
+    reported missing."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join([HEADER, *GOOD]).encode("utf-8") + b"\n")
+    log = read_decision_csv(path)
+    assert list(log["decision_id"]) == ["d1", "d2", "d3", "d4"]
+    pd.testing.assert_frame_equal(log, read_decision_csv(_write(tmp_path, GOOD)))

@@ -66,7 +66,9 @@ def read_decision_csv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DecisionLogError(f"{path}: no such file")
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, which would otherwise stick to
+        # the first column's name and make decision_id "missing"
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             header = next(csv.reader(handle), [])
     except (OSError, UnicodeDecodeError) as exc:
         raise DecisionLogError(f"{path}: cannot read: {exc}") from exc
@@ -83,7 +85,7 @@ def read_decision_csv(path: Path) -> pd.DataFrame:
             keep_default_na=False,
             na_values={"confidence": [""], "propensity": [""], "threshold": [""]},
             skipinitialspace=True,
-            encoding="utf-8",
+            encoding="utf-8-sig",
         )
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise DecisionLogError(f"{path}: not a readable CSV: {' '.join(str(exc).split())}") from exc
