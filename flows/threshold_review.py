@@ -41,7 +41,7 @@ def threshold_review(
     params = review_params(since, until, target_error, confidence, min_samples, max_step)
     result = run_threshold_review(params, from_csv)
     changes = proposed_changes(result)
-    if not changes or not apply:
+    if (not changes and not result.unreconciled) or not apply:  # unreconciled: say why below
         message = f"{len(changes)} change(s) proposed, apply=False" if changes else "no change proposed"
         logger.info("%s: nothing to approve, the policy stays as it is", message)
         return message

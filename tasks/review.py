@@ -31,6 +31,7 @@ from hitl.analysis.apply import (
     apply_review,
     fmt,
     proposed_changes,
+    reconciliation_problems,
     reject_review,
 )
 from hitl.analysis.approval import ApprovalOutcome, approval_description, changes_markdown, check_approval
@@ -91,7 +92,7 @@ def check_applicable(result: ReviewResult) -> list[str]:
 
     with get_database(get_settings()).session() as session:
         _, document = current_policy(session)
-    return applicability_problems(document, proposed_changes(result))
+    return [*reconciliation_problems(result), *applicability_problems(document, proposed_changes(result))]
 
 
 def approval_key(attempt: int) -> str:

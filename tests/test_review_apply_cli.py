@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sqlalchemy import select
 
@@ -276,3 +277,52 @@ def test_a_reviewer_name_too_long_to_record_is_one_line_and_writes_nothing(
         "reviewer is 300 characters long; at most 200 are recorded"
     ]
     assert run_cli("policy", "rollback", "1", "--reviewer", "r" * 200, "--reason", "x").returncode == 0
+
+
+def _triage_with_an_override(seed: int = 5) -> pd.DataFrame:
+    """Triage decisions under policy v1: printer at the checkpoint's 0.80, outage at its own 0.90,
+    the newest decision an outage (what made a CSV review take 0.90 as the checkpoint's threshold)."""
+    printer = decisions("triage", 0.80, 3000, lambda c: np.where(c >= 0.95, 0.01, 0.2), seed=seed)
+    outage = decisions("triage", 0.90, 600, lambda c: np.full(c.shape, 0.02), labels=("outage",),
+                       seed=seed + 1)  # fmt: skip
+    outage.loc[0, "decided_at"] = printer["decided_at"].max() + pd.Timedelta(minutes=1)
+    return pd.concat([printer, outage], ignore_index=True)
+
+
+def test_our_own_export_reviews_and_applies_like_the_database(
+    settings: Settings, database: Database, tmp_path: Path
+) -> None:
+    """The CSV path took the checkpoint's threshold from the newest decision's logged one and pooled
+    the class overrides: 'triage raise 1.0 -> 1.0' (no change, applied as "the policy is unchanged")
+    where the database said 'triage raise 0.8 -> ...'. Our own export now reviews like the database."""
+    store_log(database, _triage_with_an_override())
+    path = tmp_path / "ours.csv"
+    assert run_cli("decisions", "export", str(path)).returncode == 0
+    from_db, _ = run_review(ReviewParams(), report=False)
+    from_csv, _ = run_review(ReviewParams(), csv=path, report=False)
+    assert [r.model_dump() for r in from_csv.recommendations] == [
+        r.model_dump() for r in from_db.recommendations
+    ]
+    assert from_csv.unreconciled == []
+    triage = next(r for r in from_db.recommendations if r.label is None and r.client is None)
+    assert (triage.action, triage.current) == (Action.RAISE, 0.8) and triage.recommended > 0.8
+    output = review_json("--from-csv", str(path), "--apply", "--reviewer", "ana")
+    assert output["applied_version"] == 2
+    shown = json.loads(run_cli("policy", "show", "--json").stdout)["checkpoints"]["triage"]
+    assert shown["threshold"] == triage.recommended and shown["classes"]["outage"]["threshold"] == 0.9
+
+
+def test_a_csv_not_made_under_the_policy_in_force_cannot_apply(settings: Settings, tmp_path: Path) -> None:
+    """Decisions logged under triage 0.70 while 0.80 is in force: the review holds at 0.70 (too few
+    reviews for a verdict) from the file's own threshold, which says nothing about ours; --apply
+    printed 'the policy is unchanged' and exited 0."""
+    other = decisions("triage", 0.70, 3000, lambda c: np.full(c.shape, 0.01), seed=3)
+    path = write_csv(other, tmp_path / "other.csv")
+    shown = review_json("--from-csv", str(path), "--min-samples", "100000")
+    first = shown["recommendations"][0]  # type: ignore[index]
+    assert (first["action"], first["current"]) == ("hold", 0.7)
+    refused = run_cli("review-thresholds", "--from-csv", str(path), "--min-samples", "100000",
+                      "--apply", "--reviewer", "ana")  # fmt: skip
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "not in force: triage 0.7 (in force: 0.8)" in refused.stderr
+    assert json.loads(run_cli("policy", "show", "--json").stdout)["version"] == 1

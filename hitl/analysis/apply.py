@@ -73,6 +73,18 @@ def applicability_problems(document: PolicyDocument, changes: Iterable[PolicyCha
     return problems
 
 
+def reconciliation_problems(result: ReviewResult) -> list[str]:
+    """A decision-log file that does not describe the policy in force cannot change it: its verdicts
+    were reached from its own thresholds (pooling our overrides), not from ours."""
+    if not result.unreconciled:
+        return []
+    return [
+        f"the decision log's newest decisions were made under thresholds that are not in force: "
+        f"{', '.join(result.unreconciled)}; review from the database, or export again once decisions "
+        "were made under the policy in force"
+    ]
+
+
 def apply_changes(document: PolicyDocument, changes: Iterable[PolicyChange]) -> PolicyDocument:
     """A new document with the changed thresholds; `document` itself is left untouched."""
     changes = list(changes)
@@ -156,6 +168,9 @@ def apply_review(
     from hitl.store.policies import create_version, current_policy
 
     who = required_reviewer(reviewer)
+    reconciled = reconciliation_problems(result)
+    if reconciled:  # even when nothing is proposed: from our thresholds something might have been
+        raise ConfigError(reconciled[0])
     chosen = _select(result, approved_keys)
     if not chosen:
         return None

@@ -137,3 +137,8 @@ class ReviewResult(BaseModel):
     window_end: datetime | None = None
     source: str = "database"
     applied_version: int | None = None
+    unreconciled: list[str] = Field(
+        default_factory=list,
+        description="A decision-log file's groups whose logged threshold is not the one in force "
+        "('triage 0.8 (in force: 0.75)'); the review then used the file's thresholds, and cannot apply.",
+    )

@@ -46,6 +46,8 @@ class Analysis:
     log: pd.DataFrame
     since: datetime
     until: datetime
+    # a decision-log file whose thresholds are not the policy in force: "key logged (in force: x)"
+    unreconciled: list[str] = field(default_factory=list)
 
 
 def group_key(checkpoint: str, label: str | None = None, client: str | None = None) -> str:
@@ -154,8 +156,9 @@ def _overridden(policy: PolicyDocument | None, checkpoint: str) -> tuple[set[str
 
 def build_groups(arrays: LogArrays, params: ReviewParams, policy: PolicyDocument | None,
                  thresholds_from_log: bool) -> list[Group]:  # fmt: skip
-    """`thresholds_from_log`: take the threshold in force from the newest decision (a CSV from
-    another system) instead of the policy (the product's own database)."""
+    """`thresholds_from_log`: take the threshold in force from the newest decision of each group and
+    pool the policy's class and client overrides (a CSV from another system) instead of the policy's
+    groups and thresholds (the product's own decisions)."""
     groups: list[Group] = []
     order = sorted(
         {int(c) for c in np.unique(arrays.checkpoint[arrays.eligible])},
@@ -204,6 +207,36 @@ def build_groups(arrays: LogArrays, params: ReviewParams, policy: PolicyDocument
                         Group(key, checkpoint, label, client, current(label, client, mask), target, mask)
                     )
     return groups
+
+
+def unreconciled(arrays: LogArrays, groups: list[Group], policy: PolicyDocument | None) -> list[str]:
+    """Groups of our checkpoints whose newest decision was made under another threshold than the
+    policy has in force for them: the log does not describe the policy in force (another system's
+    decisions, or our export from before a policy change)."""
+    if policy is None:
+        return []
+    found = []
+    for group in groups:
+        if group.checkpoint in policy.checkpoints:
+            logged = _latest_threshold(arrays, group.mask)
+            if abs(logged - group.current) > 1e-6:
+                found.append(f"{group.key} {logged:g} (in force: {group.current:g})")
+    return found
+
+
+def csv_groups(arrays: LogArrays, params: ReviewParams,
+               policy: PolicyDocument | None) -> tuple[list[Group], list[str]]:  # fmt: skip
+    """The groups of a decision-log file, and what keeps it from describing our policy.
+
+    When the file's newest decisions were made under the thresholds our policy has in force (our own
+    `hitl decisions export`), it is reviewed exactly like the database: the policy's thresholds and
+    its class/client overrides, so both give the same verdict for the same decisions. Otherwise its
+    own logged thresholds are used (it can inform, not change, our policy: `unreconciled` says why)."""
+    ours = build_groups(arrays, params, policy, thresholds_from_log=False)
+    mismatches = unreconciled(arrays, ours, policy)
+    if not mismatches:
+        return ours, []
+    return build_groups(arrays, params, policy, thresholds_from_log=True), mismatches
 
 
 def _none_if_nan(value: float) -> float | None:
@@ -258,7 +291,11 @@ def analyse(log: pd.DataFrame, params: ReviewParams, policy: PolicyDocument | No
         now = log["decided_at"].max().to_pydatetime() + timedelta(microseconds=1)
     in_window, since, until = window(log, params, now, window_days)
     arrays = LogArrays.of(in_window)
-    groups = build_groups(arrays, params, policy, thresholds_from_log)
+    mismatches: list[str] = []
+    if thresholds_from_log:
+        groups, mismatches = csv_groups(arrays, params, policy)
+    else:
+        groups = build_groups(arrays, params, policy, thresholds_from_log=False)
     curves: dict[str, ThresholdCurve] = {}
     recommendations = []
     for group in groups:
@@ -274,6 +311,7 @@ def analyse(log: pd.DataFrame, params: ReviewParams, policy: PolicyDocument | No
         log=in_window,
         since=since,
         until=until,
+        unreconciled=mismatches,
     )
 
 
@@ -288,4 +326,5 @@ def result_of(analysis: Analysis, *, source: str, policy_version: int | None,
         window_start=analysis.since,
         window_end=analysis.until,
         source=source,
+        unreconciled=analysis.unreconciled,
     )

@@ -129,6 +129,12 @@ def review_thresholds(
     )
     for r in result.recommendations:  # the reasons are sentences: a table column would shred them
         out.print(f"{group_key(r.checkpoint, r.label, r.client)}: {r.reason}", **_PLAIN)
+    if result.unreconciled:
+        out.print(
+            "thresholds taken from the file, not from the policy in force (which differs for "
+            f"{', '.join(result.unreconciled)}): these verdicts can inform, not change, our policy",
+            **_PLAIN,
+        )
     for drift in result.drift:
         if drift.drifted:
             out.print(f"calibration drift at {drift.checkpoint}: {drift.note}", **_PLAIN)
