@@ -1,9 +1,10 @@
 """The checkpoint policy as data, and the pure evaluator that routes a decision.
 
 Routing: AUTO when the confidence reaches the threshold in force and autonomy is allowed;
-HUMAN otherwise; and a deterministic pseudo-random AUDIT sample of would-be AUTO decisions also
-goes to a human. Every decision logs the probability that it was reviewed (its propensity), so
-the threshold review can weight audited decisions by 1/propensity.
+HUMAN otherwise, and always where the threshold review stopped automation (`stopped`); and a
+deterministic pseudo-random AUDIT sample of would-be AUTO decisions also goes to a human. Every
+decision logs the probability that it was reviewed (its propensity), so the threshold review can
+weight audited decisions by 1/propensity.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Overrides(BaseModel):
     timeout_minutes: float | None = Field(default=None, gt=0)
     autonomy: bool | None = None
     autonomous_values: list[str] | None = None
+    stopped: bool | None = None
     classes: dict[str, Overrides] = Field(default_factory=dict)
 
 
@@ -51,6 +53,11 @@ class CheckpointPolicy(BaseModel):
     timeout_minutes: float = Field(default=240, gt=0)
     autonomy: bool = True
     autonomous_values: list[str] | None = None  # None: any value may be automated
+    # Set by an approved threshold review that found no threshold it could show to be safe: nothing
+    # is automated (the threshold in force is 1 and no confidence reaches past it) until a later
+    # review shows a safe threshold and clears it. Unlike `autonomy: false`, a human's standing
+    # decision, this is the review's own and it lifts it.
+    stopped: bool = False
     reason_codes: list[str] = Field(min_length=1)
     classes: dict[str, Overrides] = Field(default_factory=dict)
     clients: dict[str, Overrides] = Field(default_factory=dict)
@@ -67,6 +74,7 @@ class Effective(BaseModel):
     autonomy: bool
     autonomous_values: list[str] | None
     reason_codes: list[str]
+    stopped: bool = False
 
 
 class PolicyDocument(BaseModel):
@@ -102,6 +110,8 @@ class PolicyDocument(BaseModel):
         for layer in layers:
             if layer is not None:
                 values.update(layer.model_dump(exclude={"classes"}, exclude_none=True))
+        if values["stopped"]:
+            values["threshold"] = 1.0  # stopped: no confidence is past it (route_decision), logged as 1
         return Effective(checkpoint=checkpoint, **values)
 
 
@@ -136,6 +146,13 @@ def route_decision(
 
     if value is None or confidence is None:
         return result(Route.HUMAN, 1.0, "the AI has no suggestion")
+    if settings.stopped:  # "confidence ..." like a threshold route: the review reads it as evidence
+        return result(
+            Route.HUMAN,
+            1.0,
+            f"confidence {confidence:.2f}: automation is stopped here until a threshold review shows a "
+            "safe threshold",
+        )
     if confidence < settings.threshold:
         return result(
             Route.HUMAN, 1.0, f"confidence {confidence:.2f} is below the threshold {settings.threshold:.2f}"

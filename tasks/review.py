@@ -154,7 +154,7 @@ def publish_outcome(outcome: ApprovalOutcome) -> str:
     else:
         body = changes_markdown(f"Policy version {outcome.applied_version} is in force", outcome.applied)
         body += f"\n\nApproved by {who}"
-        listed = ", ".join(f"{c.key} {fmt(c.old)}->{fmt(c.new)}" for c in outcome.applied)
+        listed = ", ".join(f"{c.key} {fmt(c.old)}->{c.new_text}" for c in outcome.applied)
         message = f"policy version {outcome.applied_version} in force ({listed}); by {outcome.reviewer}"
     create_markdown_artifact(markdown=body, key=f"{ARTIFACT_KEY}-outcome", description="What changed")
     get_run_logger().info(message)

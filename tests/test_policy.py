@@ -94,3 +94,19 @@ def test_versions_in_the_database(database: Database) -> None:
     with database.session() as session:
         assert [v.version for v in history(session)] == [3, 2, 1]
         assert current_policy(session)[1].checkpoints["triage"].threshold == 0.80
+
+
+def test_a_stopped_checkpoint_automates_nothing_and_a_class_can_be_restarted() -> None:
+    """`stopped` (set by a threshold review that found no safe threshold): before it existed, the
+    review's raise to 1.0 left confidence 1.00 reaching the threshold, so AUTO."""
+    data = load_policy_file().model_dump()
+    data["checkpoints"]["triage"]["stopped"] = True
+    data["checkpoints"]["triage"]["classes"]["printer"] = {"threshold": 0.9, "stopped": False}
+    policy = parse_policy(data, "test")
+    stopped = policy.effective("triage", "network")
+    assert (stopped.stopped, stopped.threshold) == (True, 1.0)
+    for confidence in (0.5, 0.99, 1.0):
+        routed = route_decision(stopped, "network", confidence, 0.99)
+        assert (routed.route, routed.propensity, routed.threshold) == (Route.HUMAN, 1.0, 1.0)
+        assert routed.reason.startswith(f"confidence {confidence:.2f}: automation is stopped")
+    assert route_decision(policy.effective("triage", "printer"), "printer", 1.0, 0.99).route is Route.AUTO

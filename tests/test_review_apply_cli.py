@@ -326,3 +326,55 @@ def test_a_csv_not_made_under_the_policy_in_force_cannot_apply(settings: Setting
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
     assert "not in force: triage 0.7 (in force: 0.8)" in refused.stderr
     assert json.loads(run_cli("policy", "show", "--json").stdout)["version"] == 1
+
+
+def test_when_no_threshold_is_safe_automation_really_stops_and_a_later_review_restarts_it(
+    settings: Settings, database: Database
+) -> None:
+    """'no threshold up to 1.000 can be shown to stay under 5.0% yet, so automation stops' raised
+    triage to 1.0, yet a decision with confidence 1.00 was still AUTO ('confidence 1.00 reaches the
+    threshold 1.00') and the verdict reported automation_rate_recommended 0.40. Now the applied
+    policy stops the checkpoint (nothing AUTO, automation 0) and a review that finds a safe
+    threshold lifts the stop, each step a recorded version."""
+    from policies.checkpoint_policy import route_decision
+
+    wrong = decisions("triage", 0.80, 4000, lambda c: np.full(c.shape, 0.2), seed=11)
+    sure = wrong.index[wrong["route"] != "human"][::2]
+    wrong.loc[sure, "confidence"] = 1.0  # like the real model: many decisions at exactly 1.00
+    # Then, under the stop, every decision is reviewed (route human at threshold 1, propensity 1):
+    # these reviews are the evidence that can restart it.
+    rng = np.random.default_rng(12)
+    later = decisions("triage", 1.0, 4000, lambda c: np.full(c.shape, 0.002), seed=13)
+    restart = wrong["decided_at"].max() + pd.Timedelta(days=1)
+    later = later.assign(confidence=rng.uniform(0.9, 1.0, len(later)).round(4), route="human", propensity=1.0,
+                         final_value=later["ai_value"], reviewer="rev",
+                         decided_at=later["decided_at"] - later["decided_at"].min() + restart)  # fmt: skip
+    store_log(database, pd.concat([wrong, later], ignore_index=True))
+
+    first, _ = run_review(ReviewParams(until=restart.to_pydatetime()), report=False)
+    triage = first.recommendations[0]
+    assert (triage.action, triage.recommended, triage.automation_rate_recommended) == (Action.RAISE, 1.0, 0.0)
+    assert triage.stop and "automation stops" in triage.reason
+    with database.session() as session:
+        row = apply_review(session, first, {"triage"}, "ana", "stop it")
+        assert row is not None and "triage 0.80->1.00 (automation stopped) (raise)" in row.reason
+        _, policy = current_policy(session)
+    settings_now = policy.effective("triage", "printer", "Acme")
+    assert policy.checkpoints["triage"].stopped and settings_now.threshold == 1.0
+    routed = route_decision(settings_now, "printer", 1.0, 0.99)
+    assert (routed.route, routed.propensity, routed.threshold) == ("HUMAN", 1.0, 1.0)
+    assert routed.reason.startswith("confidence 1.00: automation is stopped")
+
+    window = ReviewParams(
+        since=restart.to_pydatetime(), until=(restart + pd.Timedelta(days=61)).to_pydatetime()
+    )
+    second, _ = run_review(window, report=False)
+    again = second.recommendations[0]
+    assert (again.action, again.current, again.recommended) == (Action.LOWER, 1.0, 0.95), again.reason
+    assert again.stopped_current and not again.stop and again.automation_rate_current == 0.0
+    with database.session() as session:
+        assert apply_review(session, second, {"triage"}, "bob", "safe again") is not None
+        _, policy = current_policy(session)
+        assert [v.created_by for v in history(session)] == ["bob", "ana", "system"]
+    assert not policy.checkpoints["triage"].stopped and policy.checkpoints["triage"].threshold == 0.95
+    assert route_decision(policy.effective("triage", "printer"), "printer", 1.0, 0.99).route == "AUTO"

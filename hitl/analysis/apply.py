@@ -40,6 +40,7 @@ def proposed_changes(result: ReviewResult) -> list[PolicyChange]:
             new=r.recommended,
             action=r.action,
             reason=r.reason,
+            stop=r.stop,
         )
         for r in result.recommendations
         if r.changes_policy
@@ -94,12 +95,18 @@ def apply_changes(document: PolicyDocument, changes: Iterable[PolicyChange]) -> 
     updated = document.model_copy(deep=True)
     for change in changes:
         checkpoint = updated.checkpoints[change.checkpoint]
+        # a stop is written where the change applies; a later change there lifts it (explicitly
+        # False only where a stop would otherwise be inherited from the checkpoint or the client)
+        inherited = document.effective(change.checkpoint, change.label, change.client).stopped
+        stopped = True if change.stop else (False if inherited else None)
         if change.label is not None:
-            checkpoint.classes.setdefault(change.label, Overrides()).threshold = change.new
+            layer = checkpoint.classes.setdefault(change.label, Overrides())
+            layer.threshold, layer.stopped = change.new, stopped
         elif change.client is not None:
-            checkpoint.clients.setdefault(change.client, Overrides()).threshold = change.new
+            layer = checkpoint.clients.setdefault(change.client, Overrides())
+            layer.threshold, layer.stopped = change.new, stopped
         else:
-            checkpoint.threshold = change.new
+            checkpoint.threshold, checkpoint.stopped = change.new, bool(stopped)
     # assignment skips validation: validate the whole document again (a threshold outside [0, 1])
     return parse_policy(updated.model_dump(mode="python"), "the policy with the review's changes")
 
@@ -117,7 +124,7 @@ def window_text(result: ReviewResult) -> str:
 
 
 def review_reason(result: ReviewResult, changes: list[PolicyChange], note: str) -> str:
-    listed = ", ".join(f"{c.key} {fmt(c.old)}->{fmt(c.new)} ({c.action.value})" for c in changes)
+    listed = ", ".join(f"{c.key} {fmt(c.old)}->{c.new_text} ({c.action.value})" for c in changes)
     text = f"threshold review {window_text(result)}: {listed}"
     return f"{text}: {note.strip()}" if note.strip() else text
 

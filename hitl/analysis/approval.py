@@ -88,7 +88,7 @@ def approval_description(result: ReviewResult, changes: list[PolicyChange], prob
     lines += ["", "| key | threshold | action | why |", "|---|---|---|---|"]
     for c in changes:
         why = escape_markdown(c.reason)
-        lines.append(f"| {_key_cell(c)} | {fmt(c.old)} → {fmt(c.new)} | {c.action.value} | {why} |")
+        lines.append(f"| {_key_cell(c)} | {fmt(c.old)} → {c.new_text} | {c.action.value} | {why} |")
     if report:
         lines += ["", f"Full report: {code_span(report, 300)}"]
     if deadline:
@@ -112,5 +112,5 @@ def changes_markdown(title: str, changes: list[PolicyChange]) -> str:
     if not changes:
         return "\n".join([*lines, "No threshold changes."])
     lines += ["| key | threshold | action |", "|---|---|---|"]
-    lines += [f"| {_key_cell(c)} | {fmt(c.old)} → {fmt(c.new)} | {c.action.value} |" for c in changes]
+    lines += [f"| {_key_cell(c)} | {fmt(c.old)} → {c.new_text} | {c.action.value} |" for c in changes]
     return "\n".join(lines)

@@ -175,11 +175,15 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
 
     Eligible: the decision could have been automated at some threshold. A human route despite a
     confidence at or above the threshold in force means autonomy was withheld for another reason
-    (the policy, a high-risk action), so no threshold would have automated it.
+    (the policy, a high-risk action), so no threshold would have automated it, except under the
+    threshold 1 of a checkpoint the review stopped: there every decision went to a human because of
+    the threshold, and those reviews are the evidence that can re-enable it.
     """
     frame["reviewed"] = frame["final_value"] != ""
     frame["correct"] = frame["reviewed"] & (frame["final_value"] == frame["ai_value"])
-    frame["eligible"] = (frame["route"] != "human") | (frame["confidence"] < frame["threshold"])
+    frame["eligible"] = (
+        (frame["route"] != "human") | (frame["confidence"] < frame["threshold"]) | (frame["threshold"] >= 1.0)
+    )
     return frame
 
 

@@ -98,10 +98,16 @@ class Recommendation(BaseModel):
     effective_n: float
     reason: str
     guard: str | None = Field(default=None, description="The guard that shaped the verdict, if any.")
+    stop: bool = Field(
+        default=False, description="No threshold can be shown safe: automation stops (nothing AUTO)."
+    )
+    stopped_current: bool = Field(default=False, description="Automation is stopped now (policy `stopped`).")
 
     @property
     def changes_policy(self) -> bool:
-        return self.action is not Action.HOLD and self.recommended != self.current
+        if self.action is Action.HOLD:
+            return False
+        return self.recommended != self.current or self.stop != self.stopped_current
 
 
 class CalibrationDrift(BaseModel):
@@ -125,6 +131,13 @@ class PolicyChange(BaseModel):
     new: float
     action: Action
     reason: str
+    stop: bool = Field(default=False, description="Stop automation here (policy `stopped`): nothing AUTO.")
+
+    @property
+    def new_text(self) -> str:
+        from hitl.analysis.apply import fmt
+
+        return f"{fmt(self.new)} (automation stopped)" if self.stop else fmt(self.new)
 
 
 class ReviewResult(BaseModel):

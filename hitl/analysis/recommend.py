@@ -24,6 +24,7 @@ class Verdict:
     index: int  # grid position of the recommended threshold
     reason: str
     guard: str | None = None
+    stop: bool = False  # a raise to where no threshold passes: nothing may be automated
 
 
 def _pct(value: float) -> str:
@@ -41,12 +42,19 @@ def _first_passing_above(ok: np.ndarray, start: int) -> int:
     return next((j for j in range(start + 1, ok.size) if ok[j]), ok.size - 1)
 
 
+def _shown_safe(curve: ThresholdCurve, ok: np.ndarray) -> np.ndarray:
+    """Where a raise may stop: the bound passes over decisions the window has. A threshold nothing
+    reached yet (the bound of an empty set is 0) shows nothing about the decisions that will reach
+    it, so raising there is a stop, not a safe threshold."""
+    return ok & (curve.automation_rate > 0)
+
+
 def _raise_note(curve: ThresholdCurve, ok: np.ndarray, index: int, target: float) -> str:
     if ok[index]:
         return f"{curve.grid[index]:.3f} is the lowest threshold above it whose upper bound stays under"
     return (
         f"no threshold up to {curve.grid[index]:.3f} can be shown to stay under {_pct(target)} yet, so "
-        "automation stops until reviews show where it is safe"
+        "automation stops (nothing is automated, whatever the confidence) until reviews show where it is safe"
     )
 
 
@@ -71,14 +79,17 @@ def decide(curve: ThresholdCurve, current: float, target: float, params: ReviewP
         return Verdict(
             Action.HOLD, i0, "no reviewed decisions in the window: nothing to learn from", "min_samples"
         )
+    shown = _shown_safe(curve, ok)
     if lower[i0] > target:
+        raise_to = _first_passing_above(shown, i0)
         return Verdict(
             Action.RAISE,
-            _first_passing_above(ok, i0),
+            raise_to,
             f"the audited AUTO error at or above {current:.3f} is at least {_pct(lower[i0])} "
             f"({level} lower bound) > target {_pct(target)}: raise at once; "
-            + _raise_note(curve, ok, _first_passing_above(ok, i0), target),
+            + _raise_note(curve, shown, raise_to, target),
             "raise_now",
+            stop=not shown[raise_to],
         )
     start = _start_of_sequence(curve, i0, params.min_samples)
     if start is None:
@@ -91,13 +102,14 @@ def decide(curve: ThresholdCurve, current: float, target: float, params: ReviewP
         )
     if not ok[start]:
         if start == i0:
-            raise_to = _first_passing_above(ok, i0)
+            raise_to = _first_passing_above(shown, i0)
             return Verdict(
                 Action.RAISE,
                 raise_to,
                 f"at {current:.3f} the {level} upper bound on the AUTO error is {_pct(upper[i0])} > target "
-                f"{_pct(target)}: " + _raise_note(curve, ok, raise_to, target),
+                f"{_pct(target)}: " + _raise_note(curve, shown, raise_to, target),
                 "unproven",
+                stop=not shown[raise_to],
             )
         return Verdict(
             Action.HOLD,

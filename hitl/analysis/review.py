@@ -18,7 +18,7 @@ import pandas as pd
 
 from hitl.analysis.calibration import calibration_drift
 from hitl.analysis.evidence import Evidence, ThresholdCurve, candidate_grid, threshold_curve
-from hitl.analysis.models import CalibrationDrift, Recommendation, ReviewParams, ReviewResult
+from hitl.analysis.models import Action, CalibrationDrift, Recommendation, ReviewParams, ReviewResult
 from hitl.analysis.recommend import decide
 from hitl.errors import ConfigError
 from policies.checkpoint_policy import CHECKPOINTS, PolicyDocument
@@ -33,6 +33,7 @@ class Group:
     current: float
     target: float
     mask: np.ndarray = field(repr=False)
+    stopped: bool = False  # the policy stopped automation here (its threshold in force is 1)
 
 
 @dataclass
@@ -172,15 +173,18 @@ def build_groups(arrays: LogArrays, params: ReviewParams, policy: PolicyDocument
         own_class = np.isin(arrays.label, arrays.codes_of(arrays.labels, classes))
         own_client = np.isin(arrays.client, arrays.codes_of(arrays.clients, clients))
 
-        def current(label: str | None, client: str | None, mask: np.ndarray, cp: str = checkpoint) -> float:
+        def current(label: str | None, client: str | None, mask: np.ndarray,
+                    cp: str = checkpoint) -> tuple[float, bool]:  # fmt: skip
             if thresholds_from_log or policy is None or cp not in policy.checkpoints:
-                return _latest_threshold(arrays, mask)
-            return policy.effective(cp, label, client).threshold
+                return _latest_threshold(arrays, mask), False
+            effective = policy.effective(cp, label, client)
+            return effective.threshold, effective.stopped
 
         wide = in_checkpoint & ~own_class & ~own_client
         if wide.any():
             target = _target(checkpoint, None, None, params, policy)
-            groups.append(Group(checkpoint, checkpoint, None, None, current(None, None, wide), target, wide))
+            now, stopped = current(None, None, wide)
+            groups.append(Group(checkpoint, checkpoint, None, None, now, target, wide, stopped))
         reviewed = in_checkpoint & arrays.reviewed
         for codes, names, kind in (
             (arrays.label, arrays.labels, "class"),
@@ -203,9 +207,8 @@ def build_groups(arrays: LogArrays, params: ReviewParams, policy: PolicyDocument
                 if mask.any():
                     key = group_key(checkpoint, label, client)
                     target = _target(checkpoint, label, client, params, policy)
-                    groups.append(
-                        Group(key, checkpoint, label, client, current(label, client, mask), target, mask)
-                    )
+                    now, stopped = current(label, client, mask)
+                    groups.append(Group(key, checkpoint, label, client, now, target, mask, stopped))
     return groups
 
 
@@ -245,6 +248,7 @@ def _none_if_nan(value: float) -> float | None:
 
 def recommend_group(group: Group, curve: ThresholdCurve, params: ReviewParams) -> Recommendation:
     verdict = decide(curve, group.current, group.target, params)
+    stopped_after = verdict.stop or (group.stopped and verdict.action is not Action.LOWER)
     i, i0 = verdict.index, curve.index(group.current)
     return Recommendation(
         checkpoint=group.checkpoint,
@@ -257,14 +261,17 @@ def recommend_group(group: Group, curve: ThresholdCurve, params: ReviewParams) -
         estimated_error=_none_if_nan(curve.estimate[i]),
         error_upper_bound=round(float(curve.upper[i]), 6),
         error_lower_bound_current=round(float(curve.lower[i0]), 6),
-        automation_rate_current=round(float(curve.automation_rate[i0]), 6),
-        automation_rate_recommended=round(float(curve.automation_rate[i]), 6),
+        # stopped now / stopping / staying stopped: nothing is automated, whatever the curve says at 1
+        automation_rate_current=0.0 if group.stopped else round(float(curve.automation_rate[i0]), 6),
+        automation_rate_recommended=0.0 if stopped_after else round(float(curve.automation_rate[i]), 6),
         n_decisions=curve.n_total,
         n_reviewed=int(curve.n_reviewed[i]),
         n_audited=int(curve.n_audited[i]),
         effective_n=round(float(curve.effective_n[i]), 1),
         reason=verdict.reason,
         guard=verdict.guard,
+        stop=verdict.stop,
+        stopped_current=group.stopped,
     )
 
 

@@ -119,7 +119,7 @@ def review_thresholds(
             [
                 group_key(r.checkpoint, r.label, r.client),  # labels come from data: printed literally
                 r.action.value,
-                f"{r.current:g} -> {r.recommended:g}",
+                f"{r.current:g} -> {r.recommended:g}{' (stop)' if r.stop else ''}",
                 f"{_pct(r.estimated_error)} ({_pct(r.error_upper_bound)} / {_pct(r.target_error)})",
                 f"{_pct(r.automation_rate_current)} -> {_pct(r.automation_rate_recommended)}",
                 r.n_reviewed,
