@@ -125,7 +125,7 @@ def test_columns_map_from_decisions_reviews_tickets_and_clients(database: Databa
     )
     with database.session() as session:
         frame = load_decisions(session)
-    assert list(frame.columns) == [*CSV_COLUMNS, "reopened", "reviewed", "correct", "eligible"]
+    assert list(frame.columns) == [*CSV_COLUMNS, "reopened", "rejected", "reviewed", "correct", "eligible"]
     assert set(frame.columns) == {*CSV_COLUMNS, *DERIVED_COLUMNS}
     rows = _rows(frame)
     assert list(rows) == [str(auto), str(audit), str(waiting), str(two), str(later)]
@@ -311,3 +311,35 @@ def test_export_rejects_a_bad_date_in_one_line(settings: Settings, tmp_path: Pat
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr == "error: --since '2026-13-01' is not an ISO 8601 date or date-time\n"
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_rejected_and_escalated_proposals_count_as_not_correct(database: Database, tmp_path: Path) -> None:
+    """The lifecycle stores the AI's value as final_value for a reject or an escalate, so the review
+    read 'final == ai' as agreement: a remediation rejected with risk_too_high pushed thresholds down.
+    The stored rows stay as they are; the analysis (and the export's `rejected` column) reads the
+    review's action."""
+    ingest(database, [_ticket("R")])
+    ticket = _ticket_id(database, "R")
+    ids = {}
+    for action, checkpoint, reason_code in (
+        ("reject", "remediation", "risk_too_high"),
+        ("escalate", "triage", "missing_info"),
+        ("approve", "triage", None),
+    ):
+        ids[action] = _decide(database, ticket, checkpoint=checkpoint, route="AUDIT")
+        with database.session() as session:
+            session.add(Review(decision_id=ids[action], ticket_id=ticket, reviewer="rev", action=action,
+                               final_value="printer", reason_code=reason_code, created_at=T0))  # fmt: skip
+    with database.session() as session:
+        frame = load_decisions(session)
+        stored = {d.id: d.final_value for d in session.execute(select(Decision)).scalars()}
+    assert set(stored.values()) == {"printer"}  # nothing rewritten
+    rows = _rows(frame)
+    verdicts = {a: (rows[str(i)]["reviewed"], rows[str(i)]["correct"]) for a, i in ids.items()}
+    assert verdicts == {"reject": (True, False), "escalate": (True, False), "approve": (True, True)}
+    path = tmp_path / "decisions.csv"
+    assert run_cli("decisions", "export", str(path)).returncode == 0
+    exported = pd.read_csv(path, dtype=str, keep_default_na=False).set_index("decision_id")
+    assert exported.loc[str(ids["reject"]), "rejected"] == "true"
+    assert exported.loc[str(ids["approve"]), "rejected"] == "false"
+    pd.testing.assert_frame_equal(read_decision_csv(path), frame)

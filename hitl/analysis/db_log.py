@@ -18,7 +18,7 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from hitl.analysis.decision_log import with_derived
-from hitl.analysis.models import CSV_COLUMNS
+from hitl.analysis.models import CSV_COLUMNS, REJECTING_ACTIONS
 from hitl.store.orm import Client, Decision, Review, Ticket
 
 _TEXT = ("decision_id", "checkpoint", "label", "route", "ai_value", "final_value",
@@ -51,22 +51,26 @@ def _analysable(query: Select, since: datetime | None, until: datetime | None) -
 
 
 def _reviews(session: Session, since: datetime | None, until: datetime | None) -> pd.DataFrame:
-    """Per decision: every reviewer joined by "+" in review order, and the latest reason code."""
+    """Per decision: every reviewer joined by "+" in review order, the latest reason code, and
+    whether any reviewer rejected or escalated the proposal (the stored final value is then still
+    the AI's, so only the review's action says the human did not accept it)."""
     rows = session.execute(
         _analysable(
-            select(Review.decision_id, Review.reviewer, Review.reason_code).join(
+            select(Review.decision_id, Review.reviewer, Review.reason_code, Review.action).join(
                 Decision, Review.decision_id == Decision.id
             ),
             since,
             until,
         ).order_by(Review.decision_id, Review.created_at, Review.id)
     ).all()
-    reviews = pd.DataFrame(rows, columns=["id", "reviewer", "reason_code"])
+    reviews = pd.DataFrame(rows, columns=["id", "reviewer", "reason_code", "action"])
+    reviews["rejected"] = reviews["action"].str.lower().isin(REJECTING_ACTIONS)
     grouped = reviews.groupby("id", sort=False)
     return pd.DataFrame(
         {
             "reviewer": grouped["reviewer"].agg("+".join),
             "reason_code": grouped["reason_code"].last(),  # last() skips missing values
+            "rejected": grouped["rejected"].any(),
         }
     )
 
@@ -122,8 +126,9 @@ def load_decisions(
             "client_id": raw["client_id"],
             "threshold": raw["threshold"],
             "reopened": (reopened_at > decided_at).to_numpy(dtype=bool),
+            "rejected": reviews["rejected"].eq(True).to_numpy(dtype=bool),
         },
-        columns=[*CSV_COLUMNS, "reopened"],
+        columns=[*CSV_COLUMNS, "reopened", "rejected"],
     )
     for column in _TEXT:
         frame[column] = frame[column].fillna("").astype(str).str.strip().astype(object)

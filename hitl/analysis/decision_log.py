@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hitl.analysis.models import CSV_COLUMNS, ROUTES
+from hitl.analysis.models import CSV_COLUMNS, OPTIONAL_COLUMNS, ROUTES
 from hitl.errors import SourceError
 
 _TEXT_COLUMNS = ("decision_id", "checkpoint", "label", "route", "ai_value", "final_value",
@@ -81,7 +81,7 @@ def read_decision_csv(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(
             path,
-            dtype={c: object for c in (*_TEXT_COLUMNS, "decided_at", "reopened")},
+            dtype={c: object for c in (*_TEXT_COLUMNS, "decided_at", *OPTIONAL_COLUMNS)},
             keep_default_na=False,
             na_values={"confidence": [""], "propensity": [""], "threshold": [""]},
             skipinitialspace=True,
@@ -159,14 +159,15 @@ def validate_log(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
         raise _row_error(
             path, index, "propensity of a human-routed decision must be 1 (every one is reviewed)"
         )
-    if "reopened" in frame.columns:
-        flag = frame["reopened"].fillna("").astype(str).str.strip().str.lower()
-        index = _first_bad(~flag.isin(_TRUE | _FALSE))
-        if index is not None:
-            raise _row_error(path, index, f"reopened {frame['reopened'].iloc[index]!r} is not true or false")
-        frame["reopened"] = flag.isin(_TRUE)
-    else:
-        frame["reopened"] = False
+    for column in OPTIONAL_COLUMNS:  # true/false flags, False when the column is absent
+        if column in frame.columns:
+            flag = frame[column].fillna("").astype(str).str.strip().str.lower()
+            index = _first_bad(~flag.isin(_TRUE | _FALSE))
+            if index is not None:
+                raise _row_error(path, index, f"{column} {frame[column].iloc[index]!r} is not true or false")
+            frame[column] = flag.isin(_TRUE)
+        else:
+            frame[column] = False
     return with_derived(frame)
 
 
@@ -180,7 +181,11 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
     the threshold, and those reviews are the evidence that can re-enable it.
     """
     frame["reviewed"] = frame["final_value"] != ""
-    frame["correct"] = frame["reviewed"] & (frame["final_value"] == frame["ai_value"])
+    if "rejected" not in frame.columns:
+        frame["rejected"] = False
+    # A rejected or escalated proposal is not a correct one even where the final value repeats the AI's:
+    # the human did not accept it (the conservative reading for the threshold review).
+    frame["correct"] = frame["reviewed"] & (frame["final_value"] == frame["ai_value"]) & ~frame["rejected"]
     frame["eligible"] = (
         (frame["route"] != "human") | (frame["confidence"] < frame["threshold"]) | (frame["threshold"] >= 1.0)
     )
@@ -191,12 +196,13 @@ def write_decision_csv(frame: pd.DataFrame, path: Path) -> int:
     """The exchange format, so another installation (or a spreadsheet) reads exactly what we read.
 
     Text cells are formula-guarded (`guard_formulas`); numeric columns are written as numbers."""
-    out = frame.loc[:, [*CSV_COLUMNS, *(["reopened"] if "reopened" in frame.columns else [])]].copy()
+    out = frame.loc[:, [*CSV_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in frame.columns)]].copy()
     for column in _TEXT_COLUMNS:
         out[column] = guard_formulas(out[column])
     out["decided_at"] = pd.to_datetime(out["decided_at"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    if "reopened" in out.columns:
-        out["reopened"] = np.where(out["reopened"].astype(bool), "true", "false")
+    for column in OPTIONAL_COLUMNS:
+        if column in out.columns:
+            out[column] = np.where(out[column].astype(bool), "true", "false")
     path.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(path, index=False)
     return len(out)

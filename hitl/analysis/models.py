@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # The exchange format, in this order (hitl decisions export writes exactly these; `reopened` is an
 # optional extra column: "true" when the ticket came back after the decision, implicit evidence of
-# an error for decisions nobody reviewed).
+# an error for decisions nobody reviewed; `rejected`, another: "true" when a reviewer rejected or
+# escalated the AI's proposal, which then counts as wrong whatever final_value holds).
 CSV_COLUMNS: tuple[str, ...] = (
     "decision_id",
     "checkpoint",
@@ -30,17 +31,21 @@ CSV_COLUMNS: tuple[str, ...] = (
     "client_id",
     "threshold",
 )
-OPTIONAL_COLUMNS: tuple[str, ...] = ("reopened",)
+OPTIONAL_COLUMNS: tuple[str, ...] = ("reopened", "rejected")
+# Review actions by which a human did not accept the AI's proposal (the lifecycle stores the AI's
+# value as final_value for them, so final_value == ai_value alone would read them as agreement).
+REJECTING_ACTIONS: tuple[str, ...] = ("reject", "escalate")
 ROUTES: tuple[str, ...] = ("auto", "human", "audit")
 
 # The in-memory decision log (pandas) adds derived columns to CSV_COLUMNS:
 #   reviewed: bool   a human gave a final value (final_value not empty)
-#   correct:  bool   final_value == ai_value (meaningful only where reviewed)
+#   correct:  bool   final_value == ai_value and not rejected (meaningful only where reviewed)
 #   reopened: bool   implicit error evidence (False when unknown)
+#   rejected: bool   a reviewer rejected or escalated the proposal (False when unknown)
 #   eligible: bool   the decision could have been automated at some threshold (autonomy allowed,
 #                    value allowed); only eligible decisions enter the threshold analysis
 # decided_at is a timezone-aware UTC datetime64; confidence, propensity, threshold are float64.
-DERIVED_COLUMNS: tuple[str, ...] = ("reviewed", "correct", "reopened", "eligible")
+DERIVED_COLUMNS: tuple[str, ...] = ("reviewed", "correct", "reopened", "rejected", "eligible")
 
 
 class Action(StrEnum):
