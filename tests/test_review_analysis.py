@@ -137,3 +137,24 @@ def test_calibration_drift_compares_the_last_two_30_day_periods() -> None:
     assert drift.drifted and drift.ece_current > drift.ece_previous + 0.2
     stable = analyse(_log(frames[1]), P, None, thresholds_from_log=True, now=NOW)
     assert not stable.drift[0].drifted and stable.drift[0].n_previous == 0  # its window ends at its newest
+
+
+def test_an_auto_decision_reviewed_because_of_its_sibling_head_is_not_an_audit() -> None:
+    """Triage's category decision (AUTO, propensity 0.05) gets the reviewer's answer when its sibling
+    priority decision went to a human. Such reviews were weighted 1/0.05 = 20 like the random audit
+    (one export: 31 of 68 AUTO decisions reviewed, none routed audit, n_audited 27). They must not
+    enter the weighted estimate; one that found the AI wrong is still a known error."""
+    base = decisions("triage", 0.8, 6000, _safe, seed=21)
+    auto = base.index[base["route"] == "auto"]
+    incidental = base.copy()
+    incidental.loc[auto[::3], "final_value"] = incidental.loc[auto[::3], "ai_value"]  # reviewed, agreed
+    incidental.loc[auto[::3], "reviewer"] = "rev"
+    plain = analyse(_log(base), P, None, thresholds_from_log=True, now=NOW).recommendations[0]
+    mixed = analyse(_log(incidental), P, None, thresholds_from_log=True, now=NOW).recommendations[0]
+    n_audit = int(((base["route"] == "audit") & (base["confidence"] >= mixed.recommended)).sum())
+    assert mixed.n_audited == plain.n_audited == n_audit
+    assert mixed.model_dump() == plain.model_dump()
+    wrong = incidental.copy()
+    wrong.loc[auto[0], "final_value"] = "other"  # an incidental review that found an error
+    known = analyse(_log(wrong), P, None, thresholds_from_log=True, now=NOW).recommendations[0]
+    assert known.n_audited == n_audit and known.estimated_error >= plain.estimated_error

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from hitl.analysis.decision_log import sampled_reviews
 from hitl.analysis.models import CalibrationDrift, ReviewParams
 
 N_BINS = 15
@@ -56,7 +57,7 @@ def weighted_ece(bins: WeightedBins) -> float | None:
 
 
 def reviewed_bins(log: pd.DataFrame) -> WeightedBins:
-    reviewed = log[log["reviewed"]]
+    reviewed = log[sampled_reviews(log)]  # weighted by 1/propensity: only reviews the routing drew
     return weighted_bins(
         reviewed["confidence"].to_numpy(),
         reviewed["correct"].to_numpy(),
@@ -71,7 +72,7 @@ def calibration_drift(log: pd.DataFrame, until: datetime, params: ReviewParams) 
     until_ns = pd.Timestamp(until).value
     period_ns = int(DRIFT_PERIOD.total_seconds() * 1e9)
     stamp = log["decided_at"].dt.as_unit("ns").array.asi8 if len(log) else np.zeros(0, dtype=np.int64)
-    reviewed = log["reviewed"].to_numpy(dtype=bool)
+    reviewed = sampled_reviews(log)
     confidence = log["confidence"].to_numpy(dtype=float)
     correct = log["correct"].to_numpy(dtype=bool)
     weight = 1.0 / log["propensity"].to_numpy(dtype=float)

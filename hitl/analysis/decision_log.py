@@ -192,6 +192,15 @@ def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def sampled_reviews(log: pd.DataFrame) -> np.ndarray:
+    """The reviews the estimator may weight by 1/propensity: those the routing asked for (below the
+    threshold, `human`, or the random audit draw, `audit`). An AUTO decision reviewed anyway (triage's
+    category decision answered because its sibling priority went to a human) was not drawn at
+    random, so weighting it as an audit (1/0.05 = 20) would bias the estimate; it stays information
+    (`reviewed`) and, when the reviewer changed it, a known error like a reopened ticket."""
+    return log["reviewed"].to_numpy(dtype=bool) & (log["route"] != "auto").to_numpy(dtype=bool)
+
+
 def write_decision_csv(frame: pd.DataFrame, path: Path) -> int:
     """The exchange format, so another installation (or a spreadsheet) reads exactly what we read.
 

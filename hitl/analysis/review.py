@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from hitl.analysis.calibration import calibration_drift
+from hitl.analysis.decision_log import sampled_reviews
 from hitl.analysis.evidence import Evidence, ThresholdCurve, candidate_grid, threshold_curve
 from hitl.analysis.models import Action, CalibrationDrift, Recommendation, ReviewParams, ReviewResult
 from hitl.analysis.recommend import decide
@@ -81,6 +82,12 @@ class LogArrays:
 
     @classmethod
     def of(cls, log: pd.DataFrame) -> LogArrays:
+        """`reviewed` holds the sampled reviews only (`sampled_reviews`); an incidental review of an
+        AUTO decision that found it wrong joins `reopened`, the errors known outside the sample."""
+        sampled = sampled_reviews(log)
+        incidental_error = (
+            log["reviewed"].to_numpy(dtype=bool) & ~sampled & ~log["correct"].to_numpy(dtype=bool)
+        )
         codes = {}
         for column in ("checkpoint", "label", "client_id"):
             code, uniques = pd.factorize(log[column], sort=True)
@@ -91,9 +98,9 @@ class LogArrays:
             client=codes["client_id"][0], clients=codes["client_id"][1],
             confidence=log["confidence"].to_numpy(dtype=float),
             propensity=log["propensity"].to_numpy(dtype=float),
-            reviewed=log["reviewed"].to_numpy(dtype=bool),
+            reviewed=sampled,
             correct=log["correct"].to_numpy(dtype=bool),
-            reopened=log["reopened"].to_numpy(dtype=bool),
+            reopened=log["reopened"].to_numpy(dtype=bool) | incidental_error,
             eligible=log["eligible"].to_numpy(dtype=bool),
             threshold=log["threshold"].to_numpy(dtype=float),
             stamp=log["decided_at"].dt.as_unit("ns").array.asi8 if len(log) else np.zeros(0, dtype=np.int64),
