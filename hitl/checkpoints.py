@@ -18,13 +18,13 @@ from prefect.input import RunInput
 from pydantic import BaseModel, Field, create_model
 
 from hitl.ml.predictor import Alternative
+from hitl.store.orm import NAME_LENGTH
 from hitl.text import code_block, code_span, escape_markdown
 
 Action = Literal["approve", "override", "reject", "escalate"]
 ACTIONS: tuple[str, ...] = ("approve", "override", "reject", "escalate")
 NO_REASON = "none"
 COMMENT_MAX = 4000  # a comment is a why, stored with each review and in the audit chain: not a document
-REVIEWER_MAX = 200  # the reviews' and audit events' column size
 FREE_TEXT_FIELDS = ("reply_text", "parameters")  # edited in place; approve may carry edits
 
 
@@ -95,7 +95,7 @@ def form_class(view: CheckpointView) -> type[RunInput]:
     codes = tuple(dict.fromkeys([NO_REASON, *view.reason_codes]))
     fields["reason_code"] = (Literal[codes], NO_REASON)  # type: ignore[valid-type]
     fields["comment"] = (str, Field(default="", max_length=COMMENT_MAX))
-    fields["reviewer"] = (str, Field(min_length=1, max_length=REVIEWER_MAX))
+    fields["reviewer"] = (str, Field(min_length=1, max_length=NAME_LENGTH))
     name = f"{view.checkpoint.capitalize()}Review"
     model = create_model(name, __base__=RunInput, **fields)
     model._description = render_description(view)  # shown above the form in the UI
@@ -208,8 +208,8 @@ def check_review(
         problems.append(f"decision must be one of {', '.join(ACTIONS)}")
     if not reviewer:
         problems.append("fill in reviewer: every decision records who made it")
-    elif len(reviewer) > REVIEWER_MAX:
-        problems.append(f"reviewer is {len(reviewer)} characters: at most {REVIEWER_MAX}")
+    elif len(reviewer) > NAME_LENGTH:
+        problems.append(f"reviewer is {len(reviewer)} characters: at most {NAME_LENGTH}")
     elif any(same_person(reviewer, name) for name in view.approved_by):
         problems.append(f"{reviewer} has already approved this; a second, different approver is required")
     if len(str(submitted.get("comment") or "")) > COMMENT_MAX:
