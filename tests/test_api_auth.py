@@ -213,8 +213,17 @@ def test_a_failing_prefect_api_is_one_line() -> None:
 
 def test_an_unreachable_prefect_api_is_one_line(tmp_path: Path) -> None:
     """The real `hitl` entry point against a port nobody listens on: one line naming the address."""
-    port = free_port()
-    done = _cli_at(f"http://127.0.0.1:{port}/api", tmp_path, "lifecycle", "start", "1")
+    from hitl.models import TicketRecord
+    from hitl.store.db import Database
+
+    from .test_lifecycle_engine import ingest
+
+    (tmp_path / "var").mkdir()
+    database = Database(f"sqlite:///{tmp_path / 'var' / 'hitl.db'}")  # the CLI's default under HITL_HOME
+    [ticket_id] = ingest(database, [TicketRecord(external_id="U-1", body="printer jam")])
+    database.dispose()
+    port = free_port()  # a ticket that exists, so `lifecycle start` goes on to the API
+    done = _cli_at(f"http://127.0.0.1:{port}/api", tmp_path, "lifecycle", "start", str(ticket_id))
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.startswith(f"error: cannot reach the Prefect API at http://127.0.0.1:{port} (")
