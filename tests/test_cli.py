@@ -234,3 +234,10 @@ def test_audit_show_of_a_ticket_that_does_not_exist_says_so(tmp_path: Path) -> N
         result.returncode == 1
         and result.stderr.strip() == "error: no ticket 99999 in the store (see `hitl tickets list`)"
     )
+
+
+def test_policy_rollback_to_version_1_works_on_a_fresh_database(settings: Settings) -> None:
+    """Version 1 (the policy file) is seeded by the first reader; a rollback as the first command
+    said "no policy version 1"."""
+    rolled = run_cli("policy", "rollback", "1", "--reviewer", "ana", "--reason", "undo a bad review")
+    assert rolled.returncode == 0 and "policy version 2 is in force" in rolled.stdout, rolled.stderr

@@ -39,6 +39,7 @@ def current_policy(session: Session) -> tuple[int, PolicyDocument]:
 
 
 def get_policy(session: Session, version: int) -> PolicyDocument:
+    current_policy(session)  # a fresh database has version 1 (the file) like every other reader sees
     row = session.get(PolicyVersion, version)
     if row is None:
         raise ConfigError(f"no policy version {version} (see `hitl policy history`)")
