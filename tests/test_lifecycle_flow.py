@@ -266,7 +266,8 @@ def test_high_risk_remediation_needs_two_reviewers_and_runs_once(stack: Stack) -
     from hitl.lifecycle.runs import start_lifecycle_runs
 
     stack.policy(
-        triage={"autonomy": False, "audit_rate": 0.0},  # a human at triage first, whatever the models say
+        # a human at triage first, whatever the models say; not the timeout test's 0.02 minutes
+        triage={"autonomy": False, "audit_rate": 0.0, "timeout_minutes": 240},
         escalation=LENIENT,
         reply=LENIENT,
         remediation={"threshold": 0.0, "audit_rate": 0.0},
@@ -313,7 +314,11 @@ def test_high_risk_remediation_needs_two_reviewers_and_runs_once(stack: Stack) -
 def test_lifecycle_start_refuses_unknown_tickets_and_a_second_run(stack: Stack) -> None:
     """`hitl lifecycle start` started a run for a ticket that does not exist (it failed later with
     KeyError) and a second run beside a waiting one (both suspended; an answer to either was lost)."""
-    stack.policy(triage={"autonomy": False, "audit_rate": 0.0}, escalation=LENIENT, reply=LENIENT)
+    stack.policy(
+        triage={"autonomy": False, "audit_rate": 0.0, "timeout_minutes": 240},
+        escalation=LENIENT,
+        reply=LENIENT,
+    )
     record = TicketRecord(external_id=f"T-{uuid.uuid4().hex[:6]}", client="Harbor Point Dental Group",
                           subject="Printer on floor 4", body="paper jam again", priority="low")  # fmt: skip
     ticket_id, run_id = stack.start(record)
