@@ -334,13 +334,16 @@ def verify_chain(session: Session, batch: int = 1000) -> ChainReport:
 
 # ---------------------------------------------------------------- read
 def ticket_timeline(session: Session, ticket_id: int) -> list[TimelineEntry]:
-    """A ticket's events in the order they happened, with the data exactly as hashed."""
+    """A ticket's events in the order they happened, exactly as hashed: kind, actor and data come
+    from the chained body, not from the columns beside it (an edited actor column showed the edit,
+    "mallory" for the hashed "alice", although `verify_chain` reports the break)."""
     rows = session.execute(
-        select(AuditEvent.seq, AuditEvent.created_at, AuditEvent.kind, AuditEvent.actor, AuditEvent.body)
+        select(AuditEvent.seq, AuditEvent.created_at, AuditEvent.body)
         .where(AuditEvent.ticket_id == ticket_id)
         .order_by(AuditEvent.seq)
     ).all()
+    bodies = [(r, json.loads(r.body)) for r in rows]
     return [
-        TimelineEntry(seq=r.seq, at=r.created_at, kind=r.kind, actor=r.actor, data=json.loads(r.body)["data"])
-        for r in rows
+        TimelineEntry(seq=r.seq, at=r.created_at, kind=body["kind"], actor=body["actor"], data=body["data"])
+        for r, body in bodies
     ]

@@ -392,3 +392,13 @@ def test_postgresql_refuses_truncate(database: Database) -> None:
     _append_many(database, 2)
     with pytest.raises(DBAPIError, match="audit_events is append-only"), database.engine.begin() as conn:
         conn.exec_driver_sql("TRUNCATE audit_events")
+
+
+def test_the_timeline_shows_the_hashed_actor_not_an_edited_column(database: Database) -> None:
+    with database.session() as session:
+        append_event(session, kind="review.recorded", actor="alice", ticket_id=9, data={"action": "approve"})
+    _bypass_triggers(database, "UPDATE audit_events SET actor = 'mallory' WHERE ticket_id = 9")
+    with database.session() as session:
+        [entry] = ticket_timeline(session, 9)
+        assert (entry.kind, entry.actor) == ("review.recorded", "alice")
+        assert not verify_chain(session).ok  # the edit itself is what verification reports
