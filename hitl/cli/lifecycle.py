@@ -160,12 +160,11 @@ def _resume(flow_run_id: str, answer: dict[str, Any]) -> None:
 def audit_show(ticket_id: int = typer.Argument(...), json_output: bool = JSON_OPTION) -> None:
     """A ticket's timeline: every decision, review, action and reply, in order."""
     from hitl.audit import ticket_timeline
-    from hitl.store.orm import Ticket
 
     with get_database().session() as session:
         entries = ticket_timeline(session, ticket_id)
-        if not entries and session.get(Ticket, ticket_id) is None:  # not "0 event(s)", as if erased
-            raise HitlError(f"no ticket {ticket_id} in the store (see `hitl tickets list`)")
+        if not entries:  # not "0 event(s)", as if erased
+            _require_ticket(session, ticket_id)
     if json_output:
         print_json([e.model_dump(mode="json") for e in entries])
         return
@@ -200,19 +199,25 @@ def audit_verify(json_output: bool = JSON_OPTION) -> None:
         raise HitlError(f"audit chain broken at event {report.first_broken_seq}: {report.problem}")
 
 
+def _require_ticket(session: Any, ticket_id: int) -> None:
+    from hitl.store.orm import Ticket
+
+    if session.get(Ticket, ticket_id) is None:
+        raise HitlError(f"no ticket {ticket_id} in the store (see `hitl tickets list`)")
+
+
 @lifecycle_app.command("start")
 def lifecycle_start(ticket_id: int = typer.Argument(...)) -> None:
     """Start (or continue) a ticket's lifecycle as a run of the ticket-lifecycle deployment."""
     from hitl.lifecycle.runs import start_lifecycle_runs, unfinished_runs_of
     from hitl.prefect_env import configure_prefect
-    from hitl.store.orm import Ticket
 
     settings = get_settings()
     with get_database(settings).session() as session:
-        if session.get(Ticket, ticket_id) is None:  # the run would fail on it ("KeyError: 99999")
-            raise HitlError(f"no ticket {ticket_id} in the store (see `hitl tickets list`)")
+        _require_ticket(session, ticket_id)  # the run would fail on it ("KeyError: 99999")
     configure_prefect(settings)
-    for run_id, state in unfinished_runs_of(ticket_id):
+    if unfinished := unfinished_runs_of(ticket_id):
+        run_id, state = unfinished[0]
         raise HitlError(
             f"ticket {ticket_id} already has lifecycle run {run_id} ({state}): answer it with "
             f"`hitl resume {run_id[:8]} ...` (see `hitl queue`)"

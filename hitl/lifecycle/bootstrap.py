@@ -44,6 +44,15 @@ def unavailable_runbooks(settings: Settings, catalog: dict[str, Any]) -> dict[st
     return {runbook_id: reason for runbook_id, rb in catalog.items() if rb.executor == "webhook"}
 
 
+def runbook_catalog(settings: Settings) -> tuple[dict[str, Any], dict[str, str]]:
+    """The runbooks, and those of them this deployment cannot run (why): the flow's resources and
+    the CLI's view of a waiting form must offer the same choices."""
+    from policies.runbooks import load_runbook_catalog
+
+    catalog = load_runbook_catalog(settings.runbooks_dir)
+    return catalog, unavailable_runbooks(settings, catalog)
+
+
 def _reply_drafter(settings: Settings) -> Any:
     """Templates are read (and checked) now; drafting's imports (scikit-learn, SciPy: seconds of
     CPU) wait for the first draft, so a flow-run process that stops at an earlier checkpoint never
@@ -77,17 +86,15 @@ def _reply_drafter(settings: Settings) -> Any:
 
 
 def build_resources(settings: Settings, flow_run_id: str | None = None) -> LifecycleResources:
-    from policies.runbooks import load_runbook_catalog
-
     db = get_database(settings)
     with db.session() as session:  # registry rows only: files load later, outside any transaction
         models = ActiveModels.read(session, settings.effective_models_dir, list(settings.heads))
-    runbooks = load_runbook_catalog(settings.runbooks_dir)
+    runbooks, unavailable = runbook_catalog(settings)
     return LifecycleResources(
         db=db,
         models=models,
         runbooks=runbooks,
-        unavailable_runbooks=unavailable_runbooks(settings, runbooks),
+        unavailable_runbooks=unavailable,
         executor_for=_executor_factory(settings),
         reply_drafter=_reply_drafter(settings),
         triage_heads=settings.heads,

@@ -118,14 +118,13 @@ def waiting_view(session: Session, settings: Settings, flow_run_id: str) -> Chec
             .order_by(Decision.id)
         ).scalars()
     )
-    from hitl.lifecycle.bootstrap import unavailable_runbooks
-    from policies.runbooks import load_runbook_catalog
+    from hitl.lifecycle.bootstrap import runbook_catalog
 
-    runbooks = load_runbook_catalog(settings.runbooks_dir)
+    runbooks, unavailable = runbook_catalog(settings)
     res = LifecycleResources(
         db=get_database(settings),
         runbooks=runbooks,
-        unavailable_runbooks=unavailable_runbooks(settings, runbooks),  # the form's choices, as the flow's
+        unavailable_runbooks=unavailable,
         triage_heads=settings.heads,
     )
     return build_view(res, session, ticket, decision.checkpoint, decisions)

@@ -440,8 +440,10 @@ def _newer_run(client: Any, ticket_id: int, run: Any) -> bool:
         FlowRunFilterTags,
     )
 
+    from hitl.lifecycle.runs import ticket_tag
+
     others = client.read_flow_runs(
-        flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"ticket-{ticket_id}"])),
+        flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[ticket_tag(ticket_id)])),
         deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[LIFECYCLE_DEPLOYMENT])),
         limit=200,
     )

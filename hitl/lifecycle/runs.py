@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from hitl.errors import HitlError
 
@@ -25,7 +26,7 @@ def start_lifecycle_runs(ticket_ids: Sequence[int]) -> dict[int, str]:
                 parameters={"ticket_id": ticket_id},
                 timeout=0,
                 as_subflow=False,
-                tags=["lifecycle", f"ticket-{ticket_id}"],
+                tags=["lifecycle", ticket_tag(ticket_id)],
             )
         except ObjectNotFound as exc:
             raise HitlError(f"deployment {DEPLOYMENT} is not registered: start `hitl serve` first") from exc
@@ -33,10 +34,13 @@ def start_lifecycle_runs(ticket_ids: Sequence[int]) -> dict[int, str]:
     return started
 
 
-def unfinished_runs_of(ticket_id: int) -> list[tuple[str, str]]:
-    """(flow run id, state name) of the ticket's lifecycle runs that have not finished: scheduled,
-    pending, running or waiting for input. A second run beside one of these asks the same questions
-    twice, and an answer given to the other one is never read."""
+def ticket_tag(ticket_id: int) -> str:
+    """The tag that names a lifecycle run's ticket in Prefect (filters find a ticket's runs by it)."""
+    return f"ticket-{ticket_id}"
+
+
+def _unfinished_lifecycle_runs(*tags: str) -> list[Any]:
+    """Lifecycle runs carrying every tag that are scheduled, pending, running or waiting for input."""
     from prefect import get_client
     from prefect.client.schemas.filters import (
         FlowRunFilter,
@@ -46,12 +50,20 @@ def unfinished_runs_of(ticket_id: int) -> list[tuple[str, str]]:
     )
 
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
+        return client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
-                tags=FlowRunFilterTags(all_=["lifecycle", f"ticket-{ticket_id}"]),
+                tags=FlowRunFilterTags(all_=["lifecycle", *tags]),
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=UNFINISHED)),
-            )
+            ),
+            limit=None,
         )
+
+
+def unfinished_runs_of(ticket_id: int) -> list[tuple[str, str]]:
+    """(flow run id, state name) of the ticket's lifecycle runs that have not finished. A second run
+    beside one of these asks the same questions twice, and an answer given to the other one is never
+    read."""
+    runs = _unfinished_lifecycle_runs(ticket_tag(ticket_id))
     return [(str(r.id), r.state.name if r.state else "unknown") for r in runs]
 
 
@@ -90,20 +102,5 @@ def start_runs_for_waiting() -> dict[int, str]:
 
 def tickets_with_unfinished_runs() -> set[int]:
     """Tickets whose lifecycle run is scheduled, pending, running or waiting: one Prefect query."""
-    from prefect import get_client
-    from prefect.client.schemas.filters import (
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-        FlowRunFilterTags,
-    )
-
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                tags=FlowRunFilterTags(all_=["lifecycle"]),
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=UNFINISHED)),
-            ),
-            limit=None,
-        )
+    runs = _unfinished_lifecycle_runs()
     return {int(t.removeprefix("ticket-")) for r in runs for t in r.tags if re.fullmatch(r"ticket-\d+", t)}
